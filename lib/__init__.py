@@ -1,0 +1,7 @@
+"""aclaudio: angular contrastive learning of audio representations.
+
+A thin library behind the study's notebooks: datasets, features, augmentation, models,
+losses, training and evaluation. See README.md for the tour.
+"""
+
+__version__ = "0.1.0"

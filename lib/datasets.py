@@ -1,0 +1,205 @@
+"""Read any dataset laid out like FSDnoisy18k, validate it, and select its subsets.
+
+Layout (paper.md section 5)::
+
+    ROOT/FSDnoisy18k.audio_train/*.wav    ROOT/FSDnoisy18k.meta/train.csv
+    ROOT/FSDnoisy18k.audio_test/*.wav     ROOT/FSDnoisy18k.meta/test.csv
+
+The class list comes from train.csv, so a dataset with 13 or 50 classes works unchanged.
+Problems with single clips (missing, empty, corrupt, truncated, unlabelled, duplicated) never
+stop loading: each is recorded in `Dataset.bad_files` with the file and the problem, and the clip
+is left out of `Dataset.clips`. Problems that make the whole dataset unusable (no CSV, missing
+columns) raise `DatasetError` naming the file.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import soundfile as sf
+
+AUDIO_DIRS = {"train": "FSDnoisy18k.audio_train", "test": "FSDnoisy18k.audio_test"}
+META_DIR = "FSDnoisy18k.meta"
+REQUIRED_COLUMNS = {
+    "train": ["fname", "label", "manually_verified", "noisy_small"],
+    "test": ["fname", "label"],
+}
+SUBSETS = ("clean", "noisy", "noisy_small", "all", "test")
+
+
+class DatasetError(ValueError):
+    """The dataset as a whole cannot be used (the message names the file and the problem)."""
+
+
+@dataclass
+class Dataset:
+    """A validated dataset: one row per usable clip, the classes, and what was left out and why."""
+
+    root: Path
+    classes: list[str]
+    clips: pd.DataFrame
+    bad_files: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["split", "fname", "path", "problem"])
+    )
+
+    def subset(self, name: str) -> pd.DataFrame:
+        """The clips of one subset: clean, noisy, noisy_small, all (train) or test."""
+        return self.clips[subset_mask(self.clips, name)]
+
+    def summary(self) -> dict:
+        """Classes, clip counts and hours per subset, and the bad files: JSON-able."""
+        subsets = {}
+        for name in SUBSETS:
+            clips = self.subset(name)
+            subsets[name] = {
+                "clips": len(clips),
+                "hours": round(float(clips["duration"].sum()) / 3600, 4),
+            }
+        return {
+            "root": str(self.root),
+            "classes": self.classes,
+            "n_classes": len(self.classes),
+            "subsets": subsets,
+            "clips_per_class": {
+                split: self.clips[self.clips["split"] == split]["label"].value_counts().to_dict()
+                for split in AUDIO_DIRS
+            },
+            "bad_files": self.bad_files[["split", "fname", "problem"]].to_dict(orient="records"),
+        }
+
+
+def subset_mask(clips: pd.DataFrame, name: str) -> pd.Series:
+    """Boolean mask of a subset over any table with the columns of `Dataset.clips`."""
+    train = clips["split"] == "train"
+    masks = {
+        "clean": lambda: train & (clips["manually_verified"] == 1),
+        "noisy": lambda: train & (clips["manually_verified"] == 0),
+        "noisy_small": lambda: train & (clips["noisy_small"] == 1),
+        "all": lambda: train,
+        "test": lambda: clips["split"] == "test",
+    }
+    if name not in masks:
+        raise ValueError(f"unknown subset {name!r}; choose one of {', '.join(SUBSETS)}")
+    return masks[name]()
+
+
+def load_dataset(root: str | Path) -> Dataset:
+    """Read and validate the CSVs and the audio headers of a dataset in the FSDnoisy18k layout."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found")
+    tables, bad = [], []
+    for split in AUDIO_DIRS:
+        table, problems = _read_split(root, split)
+        tables.append(table)
+        bad.extend(problems)
+    clips = pd.concat(tables, ignore_index=True)
+
+    classes = sorted(clips.loc[clips["split"] == "train", "label"].unique())
+    unknown = (clips["split"] == "test") & ~clips["label"].isin(classes)
+    bad.extend(_bad_rows(clips[unknown], "label {label!r} does not occur in train.csv"))
+    clips = clips[~unknown]
+
+    header_problems = clips["path"].map(_audio_problem)
+    bad.extend(_bad_rows(clips[header_problems.notna()], "", problems=header_problems))
+    clips = clips[header_problems.isna()].copy()
+    clips["duration"] = clips["path"].map(lambda p: sf.info(p).duration)
+    clips["target"] = clips["label"].map({c: i for i, c in enumerate(classes)}).astype(int)
+    bad_files = pd.DataFrame(bad, columns=["split", "fname", "path", "problem"])
+    return Dataset(root, classes, clips.reset_index(drop=True), bad_files)
+
+
+def _read_split(root: Path, split: str) -> tuple[pd.DataFrame, list[dict]]:
+    """Read one CSV into clip rows (with paths), returning the rows it had to leave out."""
+    csv = root / META_DIR / f"{split}.csv"
+    if not csv.is_file():
+        raise DatasetError(f"{csv}: metadata file not found (expected the FSDnoisy18k layout)")
+    try:  # utf-8-sig strips a byte-order mark; pandas handles CRLF line ends
+        table = pd.read_csv(csv, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    except (UnicodeDecodeError, pd.errors.ParserError) as error:
+        raise DatasetError(f"{csv}: cannot be parsed as a UTF-8 CSV ({error})") from None
+    table.columns = [c.strip() for c in table.columns]
+    missing = [c for c in REQUIRED_COLUMNS[split] if c not in table.columns]
+    if missing:
+        raise DatasetError(f"{csv}: missing column(s) {', '.join(missing)}")
+    table = table.apply(lambda col: col.str.strip())
+    table.insert(0, "split", split)
+    table["path"] = [str(root / AUDIO_DIRS[split] / name) for name in table["fname"]]
+    table["csv_line"] = range(2, len(table) + 2)
+    for flag in ("manually_verified", "noisy_small"):
+        if flag not in table.columns:  # test.csv: every test clip is verified, none is noisy_small
+            table[flag] = "1" if flag == "manually_verified" else "0"
+        invalid = ~table[flag].isin(["0", "1"])
+        if invalid.any():
+            first = table[invalid].iloc[0]
+            raise DatasetError(
+                f"{csv} line {first['csv_line']}: {flag} must be 0 or 1, got {first[flag]!r}"
+            )
+        table[flag] = table[flag].astype(int)
+
+    bad = []
+    empty = (table["fname"] == "") | (table["label"] == "")
+    bad += _bad_rows(table[empty], f"{csv.name} line {{csv_line}}: empty file name or label")
+    table = table[~empty]
+    repeated = table.duplicated("fname", keep="first")
+    bad += _bad_rows(
+        table[repeated], f"{csv.name} line {{csv_line}}: duplicate row for this file, first kept"
+    )
+    table = table[~repeated]
+    return table.drop(columns="csv_line"), bad
+
+
+def _bad_rows(rows: pd.DataFrame, template: str, problems: pd.Series | None = None) -> list[dict]:
+    """Bad-file records for some rows; the problem text is a template over the row's fields."""
+    return [
+        {
+            "split": row["split"],
+            "fname": row["fname"],
+            "path": row["path"],
+            "problem": problems[index] if problems is not None else template.format(**row),
+        }
+        for index, row in rows.iterrows()
+    ]
+
+
+def _audio_problem(path: str) -> str | None:
+    """Why a listed audio file cannot be used, from its header alone; None when it looks fine."""
+    file = Path(path)
+    if not file.is_file():
+        return "listed in the CSV but missing"
+    if file.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    try:
+        info = sf.info(path)
+    except (sf.LibsndfileError, RuntimeError) as error:
+        return f"not readable as audio ({error})"
+    if info.frames == 0:
+        return "no audio samples (zero length)"
+    declared = _declared_wav_frames(file)
+    if declared is not None and declared > info.frames:
+        return f"truncated: the header declares {declared} frames, the file holds {info.frames}"
+    return None
+
+
+def _declared_wav_frames(file: Path) -> int | None:
+    """Frames a WAV header promises (libsndfile silently reports only those present)."""
+    with open(file, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block_align = None
+        while chunk := handle.read(8):
+            if len(chunk) < 8:
+                return None
+            kind, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if kind == b"fmt ":
+                fmt = handle.read(size + size % 2)
+                block_align = struct.unpack("<H", fmt[12:14])[0]
+            elif kind == b"data":
+                return size // block_align if block_align else None
+            else:
+                handle.seek(size + size % 2, 1)
+    return None

@@ -1,0 +1,297 @@
+"""Log-mel features: the presets of the paper, the torchaudio front end, and the feature cache.
+
+Every clip is decoded once (soundfile), downmixed, resampled, peak-normalised and turned into
+a log-mel spectrogram; the whole dataset goes into one float16 memmap (time-major, so a patch is
+a contiguous block of rows) with an offsets table. Training then reads random patches without
+any decoding. The cache is keyed by a hash of the preset and of the file list (names, sizes,
+mtimes): changing either builds a new cache, and a build killed half way continues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import torch
+import torchaudio
+from tqdm.auto import tqdm
+
+from .datasets import Dataset
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Front-end parameters; `patch_frames` and `eval_hop` say how models consume the result."""
+
+    sample_rate: int
+    n_fft: int
+    win_length: int
+    hop_length: int
+    n_mels: int
+    f_min: float
+    f_max: float
+    log_offset: float = 1.1e-8
+    patch_frames: int = 101
+    eval_hop: int = 50
+
+
+PRESETS = {
+    # paper.md section 2: 30 ms Hamming window, 10 ms hop, 96 mels 50 Hz-10.5 kHz, ~1 s patches
+    "ssl_paper": Preset(22050, 2048, 660, 220, 96, 50.0, 10500.0, patch_frames=101, eval_hop=50),
+    # paper.md section 3: 40 ms window, 20 ms hop, 96 mels over the full band, 2 s patches
+    "sup_paper": Preset(44100, 2048, 1764, 882, 96, 0.0, 22050.0, patch_frames=100, eval_hop=50),
+    # ours: 16 kHz, 25 ms window, 10 ms hop, 64 mels, 0.64 s patches: fast on 2 CPU cores
+    "cpu": Preset(16000, 512, 400, 160, 64, 50.0, 8000.0, patch_frames=64, eval_hop=32),
+}
+
+
+def get_preset(preset: str | Preset) -> Preset:
+    """A preset by name (or the preset itself), with a clear error for unknown names."""
+    if isinstance(preset, Preset):
+        return preset
+    if preset not in PRESETS:
+        raise ValueError(f"unknown feature preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[preset]
+
+
+class AudioError(ValueError):
+    """A clip that decodes but cannot be used (the message names the file)."""
+
+
+def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
+    """Decode a file to mono float32 at `sample_rate`, peak-normalised to 1.
+
+    Stereo (or more) is averaged to mono and other rates are resampled: documented handling,
+    not errors. An all-silent clip has no peak to normalise by and raises AudioError.
+    """
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise AudioError(f"{path}: cannot be decoded ({error})") from None
+    if len(audio) == 0:
+        raise AudioError(f"{path}: no audio samples (zero length)")
+    wave = torch.from_numpy(audio.mean(axis=1))
+    if rate != sample_rate:
+        wave = torchaudio.functional.resample(wave, rate, sample_rate)
+    peak = wave.abs().max()
+    if not torch.isfinite(peak) or peak == 0:
+        raise AudioError(f"{path}: all-silent or non-finite audio, nothing to normalise")
+    return wave / peak
+
+
+@lru_cache(maxsize=8)
+def _mel_transform(preset: Preset) -> torchaudio.transforms.MelSpectrogram:
+    return torchaudio.transforms.MelSpectrogram(
+        sample_rate=preset.sample_rate,
+        n_fft=preset.n_fft,
+        win_length=preset.win_length,
+        hop_length=preset.hop_length,
+        f_min=preset.f_min,
+        f_max=preset.f_max,
+        n_mels=preset.n_mels,
+        window_fn=torch.hamming_window,
+        power=2.0,
+        center=True,
+        pad_mode="constant",  # as librosa >= 0.10
+        mel_scale="slaney",  # librosa's filters
+        norm="slaney",
+    )
+
+
+def log_mel(wave: torch.Tensor, preset: str | Preset) -> torch.Tensor:
+    """(..., samples) waveform -> (..., n_mels, frames) log10 mel power spectrogram."""
+    preset = get_preset(preset)
+    with torch.no_grad():
+        return torch.log10(_mel_transform(preset)(wave) + preset.log_offset)
+
+
+def clip_log_mel(path: str | Path, preset: str | Preset) -> np.ndarray:
+    """The (n_mels, frames) log-mel of one file, float32."""
+    preset = get_preset(preset)
+    return log_mel(load_audio(path, preset.sample_rate), preset).numpy()
+
+
+# ----------------------------------------------------------------------------- the cache
+
+CACHE_ENV = "ACLAUDIO_CACHE"
+
+
+def default_cache_dir(dataset: Dataset) -> Path:
+    """$ACLAUDIO_CACHE when set (shared between checkouts), else beside the dataset."""
+    return Path(os.environ.get(CACHE_ENV) or dataset.root / ".aclaudio-cache")
+
+
+def cache_key(dataset: Dataset, preset: Preset) -> str:
+    """Hash of the preset and of every file's name, size and mtime: any change, a new cache."""
+    digest = hashlib.sha256(json.dumps(asdict(preset), sort_keys=True).encode())
+    for split, fname, path in dataset.clips[["split", "fname", "path"]].itertuples(index=False):
+        stat = os.stat(path)
+        digest.update(f"{split}/{fname}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+class FeatureCache:
+    """Read side of a finished cache: per-clip log-mels and patches straight from the memmap."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        meta_file = self.path / "meta.json"
+        if not meta_file.is_file():
+            raise FileNotFoundError(f"{self.path}: not a finished feature cache (no meta.json)")
+        self.meta = json.loads(meta_file.read_text())
+        self.preset = Preset(**self.meta["preset"])
+        self.clips = pd.read_csv(
+            self.path / "clips.csv", dtype={"fname": str, "label": str}, keep_default_na=False
+        )
+        self.bad_files = pd.read_csv(self.path / "bad_files.csv", keep_default_na=False)
+        total = int(self.clips["length"].sum())
+        self.data = np.memmap(
+            self.path / "features.f16", dtype=np.float16, mode="r", shape=(total, self.preset.n_mels)
+        )
+        self._offsets = self.clips["offset"].to_numpy()
+        self._lengths = self.clips["length"].to_numpy()
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def clip(self, row: int) -> np.ndarray:
+        """The (n_mels, frames) log-mel of clip `row` (row of `self.clips`), float32."""
+        start = self._offsets[row]
+        return np.asarray(self.data[start : start + self._lengths[row]], np.float32).T
+
+    def random_patches(
+        self, rows: np.ndarray, frames: int | None = None, *, rng: np.random.Generator
+    ) -> np.ndarray:
+        """One random (n_mels, frames) patch per clip in `rows`, as (B, n_mels, frames) float32.
+
+        Clips shorter than a patch are repeated to fill it (modulo indexing), as in paper.md.
+        """
+        frames = frames or self.preset.patch_frames
+        rows = np.asarray(rows)
+        lengths = self._lengths[rows]
+        starts = rng.integers(0, np.maximum(lengths - frames, 0) + 1)
+        return self._gather(rows, starts, frames)
+
+    def clip_patches(self, row: int, frames: int | None = None, hop: int | None = None):
+        """All patches of one clip with a hop, (P, n_mels, frames) float32, for evaluation.
+
+        Patches start at 0, hop, 2*hop, ... while they fit; a final patch aligned to the clip's
+        end covers any remainder; a clip shorter than a patch gives one repeated patch.
+        """
+        frames = frames or self.preset.patch_frames
+        hop = hop or self.preset.eval_hop
+        length = self._lengths[row]
+        starts = list(range(0, max(length - frames, 0) + 1, hop))
+        if length > frames and starts[-1] + frames < length:
+            starts.append(length - frames)
+        return self._gather(np.full(len(starts), row), np.array(starts), frames)
+
+    def _gather(self, rows: np.ndarray, starts: np.ndarray, frames: int) -> np.ndarray:
+        offsets = (starts[:, None] + np.arange(frames)) % self._lengths[rows][:, None]
+        patches = self.data[self._offsets[rows][:, None] + offsets]  # (B, frames, n_mels)
+        return np.ascontiguousarray(patches.transpose(0, 2, 1), dtype=np.float32)
+
+
+def build_cache(
+    dataset: Dataset,
+    preset: str | Preset,
+    *,
+    cache_dir: str | Path | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    chunk: int = 64,
+) -> FeatureCache:
+    """Compute (or find, or finish) the cache of every clip's log-mel for a dataset.
+
+    Work is committed in chunks: features are appended to a partial file and `progress.json`
+    records what is safely on disk, so a killed build continues where it stopped. Clips that
+    fail to decode go into the cache's bad_files.csv together with the dataset's own.
+    """
+    preset = get_preset(preset)
+    name = next((k for k, v in PRESETS.items() if v == preset), "custom")
+    path = Path(cache_dir or default_cache_dir(dataset)) / f"{name}-{cache_key(dataset, preset)}"
+    if (path / "meta.json").is_file():
+        return FeatureCache(path)
+    path.mkdir(parents=True, exist_ok=True)
+    data_file, progress_file = path / "features.f16.partial", path / "progress.json"
+
+    done = {"rows": [], "lengths": [], "bad": []}
+    if progress_file.is_file() and data_file.is_file():
+        done = json.loads(progress_file.read_text())
+    committed = sum(done["lengths"]) * preset.n_mels * 2
+    with open(data_file, "ab") as out:
+        out.truncate(committed)  # drop anything written after the last commit
+    start_time = time.perf_counter()
+    todo = list(range(len(done["rows"]) + len(done["bad"]), len(dataset.clips)))
+    paths = dataset.clips["path"].tolist()
+    workers = workers or min(len(os.sched_getaffinity(0)), 8)
+    bar = tqdm(total=len(dataset.clips), initial=len(dataset.clips) - len(todo),
+               desc=f"log-mel {name}", unit="clip", disable=not progress)
+    with ProcessPoolExecutor(workers, initializer=_worker_init) as pool, open(data_file, "ab") as out:
+        for begin in range(0, len(todo), chunk):
+            rows = todo[begin : begin + chunk]
+            for row, result in zip(
+                rows, pool.map(_features_or_error, [paths[r] for r in rows], [preset] * len(rows))
+            ):
+                if isinstance(result, str):
+                    done["bad"].append([row, result])
+                else:
+                    out.write(result.T.astype(np.float16).tobytes())
+                    done["rows"].append(row)
+                    done["lengths"].append(result.shape[1])
+            out.flush()
+            os.fsync(out.fileno())
+            _atomic_write(progress_file, json.dumps(done))
+            bar.update(len(rows))
+    bar.close()
+
+    clips = dataset.clips.iloc[done["rows"]].copy()
+    clips["length"] = done["lengths"]
+    clips["offset"] = np.concatenate([[0], np.cumsum(done["lengths"])[:-1]]).astype(np.int64)
+    decode_bad = dataset.clips.iloc[[r for r, _ in done["bad"]]][["split", "fname", "path"]]
+    decode_bad = decode_bad.assign(problem=[p for _, p in done["bad"]])
+    bad = pd.concat([dataset.bad_files, decode_bad], ignore_index=True)
+    seconds = time.perf_counter() - start_time
+    clips.to_csv(path / "clips.csv", index=False)
+    bad.to_csv(path / "bad_files.csv", index=False)
+    os.replace(data_file, path / "features.f16")
+    audio_seconds = float(dataset.clips.iloc[todo]["duration"].sum()) if todo else 0.0
+    meta = {
+        "preset_name": name,
+        "preset": asdict(preset),
+        "dataset": str(dataset.root),
+        "clips": len(clips),
+        "frames": int(clips["length"].sum()),
+        "build_seconds": round(seconds, 3),
+        "x_realtime": round(audio_seconds / seconds, 1) if seconds > 0 and todo else None,
+    }
+    _atomic_write(path / "meta.json", json.dumps(meta, indent=1))  # written last: the marker
+    progress_file.unlink()
+    return FeatureCache(path)
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)  # one process per core beats threads inside small FFTs
+
+
+def _features_or_error(path: str, preset: Preset) -> np.ndarray | str:
+    """Worker: the log-mel of a file, or the text of the problem (kept, not raised)."""
+    try:
+        return clip_log_mel(path, preset)
+    except AudioError as error:
+        return str(error).removeprefix(f"{path}: ")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,159 @@
+"""Front end against librosa, and the feature cache: contents, patches, resume, keying."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from aclaudio import datasets, features
+
+
+@pytest.mark.parametrize("name", ["ssl_paper", "sup_paper", "cpu"])
+def test_log_mel_matches_librosa(name):
+    preset = features.PRESETS[name]
+    rng = np.random.default_rng(1)
+    t = np.arange(preset.sample_rate * 2) / preset.sample_rate
+    wave = (np.sin(2 * np.pi * 440 * t * (1 + t)) + 0.1 * rng.standard_normal(len(t))).astype(
+        np.float32
+    )
+    ours = features.log_mel(torch.from_numpy(wave), name).numpy()
+    mel = librosa.feature.melspectrogram(
+        y=wave, sr=preset.sample_rate, n_fft=preset.n_fft, win_length=preset.win_length,
+        hop_length=preset.hop_length, window="hamming", center=True, pad_mode="constant",
+        power=2.0, n_mels=preset.n_mels, fmin=preset.f_min, fmax=preset.f_max,
+        htk=False, norm="slaney",
+    )
+    reference = np.log10(mel + preset.log_offset)
+    assert ours.shape == reference.shape == (preset.n_mels, 1 + len(wave) // preset.hop_length)
+    energetic = mel > 1e-6 * mel.max()
+    assert energetic.mean() > 0.5
+    # relative error of the mel power, i.e. an absolute error of log10(1 + 1e-3) on the log
+    relative = np.abs(10**ours - 10**reference)[energetic] / mel[energetic]
+    assert relative.max() < 1e-3
+    assert np.abs(ours - reference).max() < np.log10(1 + 1e-3)
+
+
+def test_load_audio_downmixes_resamples_and_normalises(tmp_path):
+    rate = 44100
+    t = np.arange(rate) / rate
+    left = 0.2 * np.sin(2 * np.pi * 1000 * t)
+    sf.write(tmp_path / "stereo.wav", np.stack([left, 0.5 * left], axis=1), rate, subtype="PCM_24")
+    wave = features.load_audio(tmp_path / "stereo.wav", 16000).numpy()
+    assert len(wave) == 16000
+    assert np.abs(wave).max() == pytest.approx(1.0)
+    spectrum = np.abs(np.fft.rfft(wave))
+    assert np.argmax(spectrum) == pytest.approx(1000, abs=2)  # 1 Hz bins: still a 1 kHz tone
+
+
+def test_load_audio_rejects_silence(tmp_path):
+    sf.write(tmp_path / "quiet.wav", np.zeros(1000), 22050)
+    with pytest.raises(features.AudioError, match="quiet.wav: all-silent"):
+        features.load_audio(tmp_path / "quiet.wav", 22050)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="choose one of ssl_paper"):
+        features.get_preset("nope")
+
+
+def test_cache_holds_every_clip_and_patches(tiny_dataset, tmp_path):
+    dataset = datasets.load_dataset(tiny_dataset)
+    cache = features.build_cache(dataset, "cpu", cache_dir=tmp_path / "cache", progress=False)
+    assert len(cache) == len(dataset.clips) == 15
+    for row in (0, 7, 14):
+        expected = features.clip_log_mel(dataset.clips["path"][row], "cpu")
+        np.testing.assert_allclose(cache.clip(row), expected, atol=2e-3 * np.abs(expected).max())
+    # the same object is found again without rebuilding
+    again = features.build_cache(dataset, "cpu", cache_dir=tmp_path / "cache", progress=False)
+    assert again.path == cache.path
+
+    rng = np.random.default_rng(0)
+    rows = np.arange(len(cache))
+    patches = cache.random_patches(rows, 64, rng=rng)
+    assert patches.shape == (15, 64, 64) and patches.dtype == np.float32
+    short = int(np.argmin(cache.clips["length"]))  # 0.5 s = 51 frames < 64: repeated
+    full = cache.clip(short)
+    np.testing.assert_array_equal(patches[short][:, : full.shape[1]], full)
+    np.testing.assert_array_equal(patches[short][:, full.shape[1] :], full[:, : 64 - full.shape[1]])
+    long = int(np.argmax(cache.clips["length"]))
+    clip = cache.clip(long)
+    windows = np.lib.stride_tricks.sliding_window_view(clip, 64, axis=1)  # (mels, starts, 64)
+    assert any(np.array_equal(windows[:, s], patches[long]) for s in range(windows.shape[1]))
+
+
+def test_clip_patches_cover_the_clip(tiny_dataset, tmp_path):
+    cache = features.build_cache(
+        datasets.load_dataset(tiny_dataset), "cpu", cache_dir=tmp_path, progress=False
+    )
+    long = int(np.argmax(cache.clips["length"]))
+    length = cache.clips["length"][long]
+    patches = cache.clip_patches(long, 32, 16)
+    starts = list(range(0, length - 32 + 1, 16))
+    if starts[-1] + 32 < length:
+        starts.append(length - 32)
+    assert patches.shape == (len(starts), 64, 32)
+    np.testing.assert_array_equal(patches[-1], cache.clip(long)[:, -32:])
+    np.testing.assert_array_equal(patches[1], cache.clip(long)[:, 16:48])
+
+
+def test_cache_key_follows_files_and_preset(tiny_dataset, tmp_path):
+    dataset = datasets.load_dataset(tiny_dataset)
+    key = features.cache_key(dataset, features.PRESETS["cpu"])
+    assert key != features.cache_key(dataset, features.PRESETS["ssl_paper"])
+    path = Path(dataset.clips["path"][3])
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert features.cache_key(datasets.load_dataset(tiny_dataset), features.PRESETS["cpu"]) != key
+
+
+def test_decode_failures_are_reported_not_dropped(tiny_dataset, tmp_path):
+    quiet = tiny_dataset / "FSDnoisy18k.audio_train" / "2.wav"
+    sf.write(quiet, np.zeros(5000), 22050)
+    cache = features.build_cache(
+        datasets.load_dataset(tiny_dataset), "cpu", cache_dir=tmp_path, progress=False
+    )
+    assert len(cache) == 14
+    assert "2.wav" not in set(cache.clips["fname"])
+    problems = dict(zip(cache.bad_files["fname"], cache.bad_files["problem"], strict=True))
+    assert "all-silent" in problems["2.wav"]
+
+
+KILL_SCRIPT = """
+import os, sys
+from aclaudio import datasets, features
+calls = 0
+original = features._atomic_write
+def write_then_die(path, text):
+    global calls
+    original(path, text)
+    calls += 1
+    if path.name == "progress.json" and calls == 2:
+        os._exit(9)  # killed right after the second committed chunk
+features._atomic_write = write_then_die
+features.build_cache(datasets.load_dataset(sys.argv[1]), "cpu", cache_dir=sys.argv[2],
+                     workers=1, chunk=4, progress=False)
+"""
+
+
+def test_killed_build_continues(tiny_dataset, tmp_path):
+    cache_dir = tmp_path / "cache"
+    run = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tiny_dataset), str(cache_dir)])
+    assert run.returncode == 9
+    (partial,) = cache_dir.glob("cpu-*")
+    assert not (partial / "meta.json").exists()  # never mistaken for a finished cache
+    assert len(json.loads((partial / "progress.json").read_text())["rows"]) == 8
+    with open(partial / "features.f16.partial", "ab") as handle:
+        handle.write(b"\x00" * 1000)  # bytes written after the last commit are discarded
+    dataset = datasets.load_dataset(tiny_dataset)
+    resumed = features.build_cache(dataset, "cpu", cache_dir=cache_dir, progress=False)
+    fresh = features.build_cache(dataset, "cpu", cache_dir=tmp_path / "fresh", progress=False)
+    np.testing.assert_array_equal(resumed.data, fresh.data)
+    assert resumed.clips["offset"].tolist() == fresh.clips["offset"].tolist()
