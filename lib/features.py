@@ -155,7 +155,10 @@ class FeatureCache:
         self.bad_files = pd.read_csv(self.path / "bad_files.csv", keep_default_na=False)
         total = int(self.clips["length"].sum())
         self.data = np.memmap(
-            self.path / "features.f16", dtype=np.float16, mode="r", shape=(total, self.preset.n_mels)
+            self.path / "features.f16",
+            dtype=np.float16,
+            mode="r",
+            shape=(total, self.preset.n_mels),
         )
         self._offsets = self.clips["offset"].to_numpy()
         self._lengths = self.clips["length"].to_numpy()
@@ -234,14 +237,19 @@ def build_cache(
     todo = list(range(len(done["rows"]) + len(done["bad"]), len(dataset.clips)))
     paths = dataset.clips["path"].tolist()
     workers = workers or min(len(os.sched_getaffinity(0)), 8)
-    bar = tqdm(total=len(dataset.clips), initial=len(dataset.clips) - len(todo),
-               desc=f"log-mel {name}", unit="clip", disable=not progress)
-    with ProcessPoolExecutor(workers, initializer=_worker_init) as pool, open(data_file, "ab") as out:
+    bar = tqdm(
+        total=len(dataset.clips),
+        initial=len(dataset.clips) - len(todo),
+        desc=f"log-mel {name}",
+        unit="clip",
+        disable=not progress,
+    )
+    pool = ProcessPoolExecutor(workers, initializer=_worker_init)
+    with pool, open(data_file, "ab") as out:
         for begin in range(0, len(todo), chunk):
             rows = todo[begin : begin + chunk]
-            for row, result in zip(
-                rows, pool.map(_features_or_error, [paths[r] for r in rows], [preset] * len(rows))
-            ):
+            results = pool.map(_features_or_error, [paths[r] for r in rows], [preset] * len(rows))
+            for row, result in zip(rows, results, strict=True):
                 if isinstance(result, str):
                     done["bad"].append([row, result])
                 else:

@@ -14,7 +14,8 @@ CLASSES = ["Bell", "Buzz", "Chirp"]
 def tone(freq: float, seconds: float, rate: int = 22050, *, channels: int = 1) -> np.ndarray:
     """A sine with a little noise, as (samples,) or (samples, channels)."""
     t = np.arange(int(seconds * rate)) / rate
-    wave = 0.5 * np.sin(2 * np.pi * freq * t) + 0.01 * np.random.default_rng(0).standard_normal(len(t))
+    noise = np.random.default_rng(0).standard_normal(len(t))
+    wave = 0.5 * np.sin(2 * np.pi * freq * t) + 0.01 * noise
     return wave if channels == 1 else np.stack([wave] * channels, axis=1)
 
 

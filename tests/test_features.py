@@ -27,10 +27,20 @@ def test_log_mel_matches_librosa(name):
     )
     ours = features.log_mel(torch.from_numpy(wave), name).numpy()
     mel = librosa.feature.melspectrogram(
-        y=wave, sr=preset.sample_rate, n_fft=preset.n_fft, win_length=preset.win_length,
-        hop_length=preset.hop_length, window="hamming", center=True, pad_mode="constant",
-        power=2.0, n_mels=preset.n_mels, fmin=preset.f_min, fmax=preset.f_max,
-        htk=False, norm="slaney",
+        y=wave,
+        sr=preset.sample_rate,
+        n_fft=preset.n_fft,
+        win_length=preset.win_length,
+        hop_length=preset.hop_length,
+        window="hamming",
+        center=True,
+        pad_mode="constant",
+        power=2.0,
+        n_mels=preset.n_mels,
+        fmin=preset.f_min,
+        fmax=preset.f_max,
+        htk=False,
+        norm="slaney",
     )
     reference = np.log10(mel + preset.log_offset)
     assert ours.shape == reference.shape == (preset.n_mels, 1 + len(wave) // preset.hop_length)

@@ -1,0 +1,111 @@
+"""The `aclaudio` command. Every subcommand prints a short JSON summary as its last line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import datasets
+from .download import DownloadError
+
+
+def _download(args: argparse.Namespace) -> dict:
+    from .download import download_fsdnoisy18k
+
+    return download_fsdnoisy18k(args.to, keep_zips=args.keep_zips)
+
+
+def _synth(args: argparse.Namespace) -> dict:
+    from .synth import synthesize
+
+    return synthesize(args.to, profile=args.profile, seed=args.seed)
+
+
+def _data_summary(args: argparse.Namespace) -> dict:
+    dataset = datasets.load_dataset(args.dir)
+    summary = dataset.summary()
+    print(f"{summary['n_classes']} classes: {', '.join(summary['classes'])}")
+    for name, subset in summary["subsets"].items():
+        print(f"  {name:12s} {subset['clips']:7d} clips {subset['hours']:9.3f} h")
+    print(f"  bad files: {len(summary['bad_files'])}")
+    for bad in summary["bad_files"]:
+        print(f"    {bad['split']}/{bad['fname']}: {bad['problem']}")
+    return summary
+
+
+def _features(args: argparse.Namespace) -> dict:
+    from .features import build_cache
+
+    cache = build_cache(
+        datasets.load_dataset(args.dir), args.preset, cache_dir=args.cache_dir, workers=args.workers
+    )
+    bad = cache.bad_files.to_dict(orient="records")
+    return {"cache": str(cache.path), **cache.meta, "bad_files": len(bad)}
+
+
+def _bench(args: argparse.Namespace) -> dict:
+    from . import bench
+
+    run = {"features": bench.bench_features, "loss": bench.bench_loss}[args.what]
+    table = run(out_dir=args.out_dir)
+    print(table.to_string(index=False))
+    return {"bench": args.what, "rows": table.to_dict(orient="records")}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aclaudio",
+        description="Angular contrastive learning of audio representations: the study's tools.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    download = commands.add_parser("download", help="download and unpack a dataset")
+    download.add_argument("dataset", choices=["fsdnoisy18k"])
+    download.add_argument("--to", type=Path, required=True, help="target folder")
+    download.add_argument("--keep-zips", action="store_true", help="keep the archives")
+    download.set_defaults(run=_download)
+
+    synth = commands.add_parser("synth", help="generate the built-in dataset")
+    synth.add_argument("--to", type=Path, required=True, help="target folder")
+    synth.add_argument("--profile", choices=["smoke", "cpu"], default="cpu")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(run=_synth)
+
+    data = commands.add_parser("data", help="inspect a dataset")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="WHAT")
+    summary = data_commands.add_parser("summary", help="classes, counts, hours, bad files")
+    summary.add_argument("dir", type=Path)
+    summary.set_defaults(run=_data_summary)
+
+    feats = commands.add_parser("features", help="build the log-mel cache of a dataset")
+    feats.add_argument("dir", type=Path)
+    feats.add_argument("--preset", default="ssl_paper", help="ssl_paper, sup_paper or cpu")
+    feats.add_argument(
+        "--cache-dir", type=Path, help="default: $ACLAUDIO_CACHE or DIR/.aclaudio-cache"
+    )
+    feats.add_argument("--workers", type=int, help="processes (default: one per core)")
+    feats.set_defaults(run=_features)
+
+    bench = commands.add_parser("bench", help="run a benchmark, table under results/bench/")
+    bench.add_argument("what", choices=["features", "loss"])
+    bench.add_argument("--out-dir", type=Path, help="default: results/bench")
+    bench.set_defaults(run=_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.run(args)
+    except (ValueError, OSError, DownloadError) as error:
+        print(f"aclaudio {args.command}: error: {error}", file=sys.stderr)
+        print(json.dumps({"ok": False, "error": str(error)}))
+        return 1
+    print(json.dumps({"ok": True, **result}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The main job: set up the environment when missing, make sure the data and its feature cache
+# exist, then execute every notebook in notebooks/ with papermill, in order.
+#
+#   ./run_all.sh [--profile smoke|cpu|paper] [--data-dir DIR]
+#
+# Default: the cpu profile on the built-in dataset, generated on first use under data/.
+# --profile paper expects --data-dir pointing at FSDnoisy18k (`aclaudio download fsdnoisy18k`).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+profile=cpu
+data_dir=""
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --profile) profile=$2; shift 2 ;;
+        --data-dir) data_dir=$2; shift 2 ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        *) echo "run_all.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+case $profile in
+    smoke|cpu) preset=cpu ;;
+    paper) preset=ssl_paper ;;
+    *) echo "run_all.sh: unknown profile '$profile' (smoke, cpu or paper)" >&2; exit 2 ;;
+esac
+
+bash scripts/setup_env.sh
+aclaudio() { .venv/bin/aclaudio "$@"; }
+
+if [[ -z $data_dir ]]; then
+    if [[ $profile == paper ]]; then
+        echo "run_all.sh: the paper profile needs --data-dir (FSDnoisy18k)" >&2; exit 2
+    fi
+    data_dir=data/builtin-$profile
+    aclaudio synth --to "$data_dir" --profile "$profile" --seed 0 | tail -n 1
+fi
+aclaudio data summary "$data_dir" | tail -n 1 | cut -c1-300
+aclaudio features "$data_dir" --preset "$preset" | tail -n 1
+
+out=results/$profile/notebooks
+mkdir -p "$out"
+shopt -s nullglob
+for notebook in notebooks/[0-9]*.ipynb; do
+    name=$(basename "$notebook")
+    echo "[run_all] $name ($profile)"
+    if ! .venv/bin/papermill "$notebook" "$out/$name" -k aclaudio --cwd notebooks \
+            -p profile "$profile" -p data_dir "$(realpath "$data_dir")" --execution-timeout 3600; then
+        echo "run_all.sh: notebook $name failed; the executed copy with the failing cell is $out/$name" >&2
+        exit 1
+    fi
+done
+echo "[run_all] done: results in results/$profile/"
