@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile as sf
+import soxr
 import torch
 import torchaudio
 from tqdm.auto import tqdm
@@ -79,9 +80,10 @@ def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
         raise AudioError(f"{path}: cannot be decoded ({error})") from None
     if len(audio) == 0:
         raise AudioError(f"{path}: no audio samples (zero length)")
-    wave = torch.from_numpy(audio.mean(axis=1))
-    if rate != sample_rate:
-        wave = torchaudio.functional.resample(wave, rate, sample_rate)
+    wave = audio.mean(axis=1)
+    if rate != sample_rate:  # soxr (librosa's default resampler): high quality and fast
+        wave = soxr.resample(wave, rate, sample_rate, quality="HQ")
+    wave = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
     peak = wave.abs().max()
     if not torch.isfinite(peak) or peak == 0:
         raise AudioError(f"{path}: all-silent or non-finite audio, nothing to normalise")
@@ -89,29 +91,40 @@ def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
 
 
 @lru_cache(maxsize=8)
-def _mel_transform(preset: Preset) -> torchaudio.transforms.MelSpectrogram:
-    return torchaudio.transforms.MelSpectrogram(
-        sample_rate=preset.sample_rate,
-        n_fft=preset.n_fft,
-        win_length=preset.win_length,
-        hop_length=preset.hop_length,
-        f_min=preset.f_min,
-        f_max=preset.f_max,
-        n_mels=preset.n_mels,
-        window_fn=torch.hamming_window,
-        power=2.0,
-        center=True,
-        pad_mode="constant",  # as librosa >= 0.10
-        mel_scale="slaney",  # librosa's filters
-        norm="slaney",
-    )
+def _front_end(preset: Preset) -> tuple[torch.Tensor, torch.Tensor, slice]:
+    """The analysis window, the mel filterbank as a sparse (n_mels, bins) matrix, and its bins.
+
+    The filterbank is torchaudio's (slaney scale and norm, i.e. librosa's filters). Each FFT bin
+    feeds at most two mel bands, so a sparse product is about 10x cheaper than a dense one.
+    """
+    fbanks = torchaudio.functional.melscale_fbanks(
+        preset.n_fft // 2 + 1, preset.f_min, preset.f_max, preset.n_mels, preset.sample_rate,
+        norm="slaney", mel_scale="slaney",
+    )  # fmt: skip
+    used = fbanks.sum(dim=1).nonzero()
+    bins = slice(int(used.min()), int(used.max()) + 1)
+    return torch.hamming_window(preset.win_length), fbanks[bins].T.to_sparse(), bins
 
 
 def log_mel(wave: torch.Tensor, preset: str | Preset) -> torch.Tensor:
-    """(..., samples) waveform -> (..., n_mels, frames) log10 mel power spectrogram."""
+    """(..., samples) waveform -> (..., n_mels, frames) log10 mel power spectrogram.
+
+    Equal to torchaudio's MelSpectrogram (Hamming window, centred frames zero-padded as in
+    librosa >= 0.10, power 2, slaney mels) followed by log10(x + offset), computed faster.
+    """
     preset = get_preset(preset)
+    window, fbanks, bins = _front_end(preset)
+    batch = wave.shape[:-1]
     with torch.no_grad():
-        return torch.log10(_mel_transform(preset)(wave) + preset.log_offset)
+        spec = torch.stft(
+            wave.reshape(-1, wave.shape[-1]), preset.n_fft, preset.hop_length,
+            preset.win_length, window, center=True, pad_mode="constant", return_complex=True,
+        )[:, bins]  # fmt: skip
+        power = spec.real.square() + spec.imag.square()  # much faster than abs() ** 2
+        frames = power.shape[-1]
+        mel = torch.sparse.mm(fbanks, power.transpose(0, 1).reshape(power.shape[1], -1))
+        mel = mel.reshape(-1, power.shape[0], frames).transpose(0, 1)
+        return torch.log10(mel + preset.log_offset).reshape(*batch, preset.n_mels, frames)
 
 
 def clip_log_mel(path: str | Path, preset: str | Preset) -> np.ndarray:
@@ -248,14 +261,15 @@ def build_cache(
     with pool, open(data_file, "ab") as out:
         for begin in range(0, len(todo), chunk):
             rows = todo[begin : begin + chunk]
-            results = pool.map(_features_or_error, [paths[r] for r in rows], [preset] * len(rows))
+            jobs = [paths[r] for r in rows]
+            results = pool.map(_features_or_error, jobs, [preset] * len(rows), chunksize=4)
             for row, result in zip(rows, results, strict=True):
                 if isinstance(result, str):
                     done["bad"].append([row, result])
                 else:
-                    out.write(result.T.astype(np.float16).tobytes())
+                    out.write(result.tobytes())
                     done["rows"].append(row)
-                    done["lengths"].append(result.shape[1])
+                    done["lengths"].append(result.shape[0])
             out.flush()
             os.fsync(out.fileno())
             _atomic_write(progress_file, json.dumps(done))
@@ -292,9 +306,9 @@ def _worker_init() -> None:
 
 
 def _features_or_error(path: str, preset: Preset) -> np.ndarray | str:
-    """Worker: the log-mel of a file, or the text of the problem (kept, not raised)."""
+    """Worker: a file's log-mel as stored (frames, n_mels) float16, or the problem's text."""
     try:
-        return clip_log_mel(path, preset)
+        return clip_log_mel(path, preset).T.astype(np.float16)
     except AudioError as error:
         return str(error).removeprefix(f"{path}: ")
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import torchaudio
 
 from aclaudio import datasets, features
 
@@ -50,6 +51,20 @@ def test_log_mel_matches_librosa(name):
     relative = np.abs(10**ours - 10**reference)[energetic] / mel[energetic]
     assert relative.max() < 1e-3
     assert np.abs(ours - reference).max() < np.log10(1 + 1e-3)
+
+
+def test_log_mel_equals_torchaudio_melspectrogram_batched():
+    preset = features.PRESETS["ssl_paper"]
+    waves = torch.randn(3, 2, 5000)
+    reference = torchaudio.transforms.MelSpectrogram(
+        sample_rate=preset.sample_rate, n_fft=preset.n_fft, win_length=preset.win_length,
+        hop_length=preset.hop_length, f_min=preset.f_min, f_max=preset.f_max,
+        n_mels=preset.n_mels, window_fn=torch.hamming_window, pad_mode="constant",
+        mel_scale="slaney", norm="slaney",
+    )(waves)  # fmt: skip
+    ours = features.log_mel(waves, preset)
+    assert ours.shape == (3, 2, 96, 1 + 5000 // 220)
+    torch.testing.assert_close(10**ours, reference + preset.log_offset, rtol=1e-4, atol=1e-9)
 
 
 def test_load_audio_downmixes_resamples_and_normalises(tmp_path):
