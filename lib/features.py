@@ -26,6 +26,7 @@ import torch
 import torchaudio
 from tqdm.auto import tqdm
 
+from .atomic import atomic_write_text
 from .datasets import Dataset
 
 
@@ -211,6 +212,10 @@ class FeatureCache:
             starts.append(length - frames)
         return self._gather(np.full(len(starts), row), np.array(starts), frames)
 
+    def patches_at(self, rows: np.ndarray, starts: np.ndarray, frames: int) -> np.ndarray:
+        """(B, n_mels, frames) float32 patches of clips `rows` starting at frames `starts`."""
+        return self._gather(np.asarray(rows), np.asarray(starts), frames)
+
     def _gather(self, rows: np.ndarray, starts: np.ndarray, frames: int) -> np.ndarray:
         offsets = (starts[:, None] + np.arange(frames)) % self._lengths[rows][:, None]
         patches = self.data[self._offsets[rows][:, None] + offsets]  # (B, frames, n_mels)
@@ -272,7 +277,7 @@ def build_cache(
                     done["lengths"].append(result.shape[0])
             out.flush()
             os.fsync(out.fileno())
-            _atomic_write(progress_file, json.dumps(done))
+            atomic_write_text(progress_file, json.dumps(done))
             bar.update(len(rows))
     bar.close()
 
@@ -296,7 +301,7 @@ def build_cache(
         "build_seconds": round(seconds, 3),
         "x_realtime": round(audio_seconds / seconds, 1) if seconds > 0 and todo else None,
     }
-    _atomic_write(path / "meta.json", json.dumps(meta, indent=1))  # written last: the marker
+    atomic_write_text(path / "meta.json", json.dumps(meta, indent=1))  # written last: the marker
     progress_file.unlink()
     return FeatureCache(path)
 
@@ -311,9 +316,3 @@ def _features_or_error(path: str, preset: Preset) -> np.ndarray | str:
         return clip_log_mel(path, preset).T.astype(np.float16)
     except AudioError as error:
         return str(error).removeprefix(f"{path}: ")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

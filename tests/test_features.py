@@ -155,14 +155,14 @@ KILL_SCRIPT = """
 import os, sys
 from aclaudio import datasets, features
 calls = 0
-original = features._atomic_write
+original = features.atomic_write_text
 def write_then_die(path, text):
     global calls
     original(path, text)
     calls += 1
     if path.name == "progress.json" and calls == 2:
         os._exit(9)  # killed right after the second committed chunk
-features._atomic_write = write_then_die
+features.atomic_write_text = write_then_die
 features.build_cache(datasets.load_dataset(sys.argv[1]), "cpu", cache_dir=sys.argv[2],
                      workers=1, chunk=4, progress=False)
 """

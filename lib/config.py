@@ -1,0 +1,204 @@
+"""Run configurations: plain dataclasses, three profiles, overrides, and the hash that names a run.
+
+A profile fixes every setting of one scale of the study: `smoke` (seconds, tests), `cpu` (the
+built-in dataset on two CPU cores) and `paper` (FSDnoisy18k with the settings of paper.md).
+Overrides come from Python (`dataclasses.replace` or keyword arguments) or from the command
+line (`--set alpha=0.3 --set margin=0.25`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .augment import AugmentConfig
+
+PROFILES = ("smoke", "cpu", "paper")
+
+# Fields that change how a run executes but not what it computes: left out of its hash.
+NOT_HASHED = frozenset({"device", "workers", "compile"})
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Self-supervised pretraining followed by linear evaluation (paper.md section 2)."""
+
+    profile: str = "cpu"
+    data_dir: str = ""
+    seed: int = 0
+    preset: str = "cpu"
+    subset: str = "noisy"  # pretraining clips (labels ignored)
+    monitor_subset: str = "clean"  # kNN monitor and probe selection
+    # model
+    encoder: str = "small"
+    projection: bool = True
+    # loss (ACL = alpha * NT-Xent(z) + (1 - alpha) * angular margin(h))
+    alpha: float = 1.0
+    margin: float = 0.5
+    temperature: float = 0.2
+    reduction: str = "sum/25"
+    # optimisation
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.03
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # monitoring
+    knn_k: int = 200
+    knn_every: int = 1
+    # execution
+    device: str = "auto"
+    amp: bool = True  # bfloat16 autocast where the device supports it
+    channels_last: bool = True
+    compile: bool = False
+    workers: int = 0
+
+
+@dataclass(frozen=True)
+class SupervisedConfig:
+    """The supervised baseline CNN with cross-entropy or supervised ACL (paper.md section 3)."""
+
+    profile: str = "cpu"
+    data_dir: str = ""
+    seed: int = 0
+    preset: str = "cpu"
+    subset: str = "clean"  # clean | noisy | noisy_small | all
+    val_fraction: float = 0.15
+    # loss (supervised ACL = alpha * CE + (1 - alpha) * angular margin on the pooled conv3 feature)
+    alpha: float = 1.0
+    margin: float = 0.5
+    reduction: str = "sum/50"
+    # optimisation
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-3
+    plateau_factor: float = 0.5
+    plateau_patience: int = 5
+    train_hop: int = 50  # patches of the training clips, each inheriting the clip's label
+    # execution
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    workers: int = 0
+
+
+def profile_config(kind: str, profile: str, **overrides: Any):
+    """The config of `kind` ("pretrain" or "supervised") for a profile, with overrides applied."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    settings = dict(_PROFILE_SETTINGS[kind][profile])
+    settings.update(overrides)
+    return make_config(kind, profile=profile, **settings)
+
+
+def make_config(kind: str, **values: Any):
+    """Build a config from plain values (as read back from config.json or the CLI)."""
+    cls = {"pretrain": PretrainConfig, "supervised": SupervisedConfig}.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown run kind {kind!r}; choose pretrain or supervised")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(
+            f"unknown {kind} setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+        )
+    if isinstance(values.get("augment"), dict):
+        values["augment"] = AugmentConfig(**_tuples(values["augment"]))
+    return cls(**_tuples(values))
+
+
+def with_overrides(config, pairs: list[str]):
+    """Apply `key=value` strings (`augment.noise=0` reaches the augmentation settings).
+
+    Values are read as JSON where they parse (numbers, booleans, lists) and checked against the
+    type of the setting they replace, so a typo fails here rather than deep inside training.
+    """
+    changes: dict[str, Any] = {}
+    augment_changes: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        nested = key.startswith("augment.")
+        target, name = (config.augment, key.removeprefix("augment.")) if nested else (config, key)
+        if not sep or name not in {f.name for f in fields(target)}:
+            known = ", ".join(sorted(f.name for f in fields(target)))
+            raise ValueError(f"--set {pair!r}: unknown setting {key!r}; known: {known}")
+        value = _coerce(text.strip(), getattr(target, name), key)
+        (augment_changes if nested else changes)[name] = value
+    if augment_changes:
+        changes["augment"] = dataclasses.replace(config.augment, **augment_changes)
+    return dataclasses.replace(config, **changes)
+
+
+def _coerce(text: str, current: Any, key: str) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    if isinstance(current, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(current, int | float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and isinstance(current, float):
+            value = float(value)  # "1" is a fine learning rate; 0.5 epochs is not
+    elif isinstance(current, tuple):
+        ok = isinstance(value, list)
+        value = tuple(value) if ok else value
+    else:
+        ok, value = True, text
+    if not ok or type(value) is not type(current):
+        raise ValueError(f"--set {key}: expected {type(current).__name__}, got {text!r}")
+    return value
+
+
+def config_dict(config) -> dict[str, Any]:
+    """Plain JSON-able values of a config (nested augment settings included)."""
+    return dataclasses.asdict(config)
+
+
+def config_hash(config) -> str:
+    """Twelve hex digits naming a run: the hash of everything that changes its result."""
+    values = {k: v for k, v in config_dict(config).items() if k not in NOT_HASHED}
+    values["kind"] = kind_of(config)
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def kind_of(config) -> str:
+    return "pretrain" if isinstance(config, PretrainConfig) else "supervised"
+
+
+def _tuples(values: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no tuples: turn lists back into tuples so configs compare and hash alike."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+_PROFILE_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
+    "pretrain": {
+        "smoke": dict(preset="cpu", encoder="small", epochs=2, batch_size=16, knn_k=20),
+        "cpu": dict(preset="cpu", encoder="small", epochs=30, batch_size=128, knn_every=5),
+        # paper.md section 2: ResNet-18, SGD lr 0.03, batch 128, 500 epochs, x0.1 at 325 and 425
+        "paper": dict(
+            preset="ssl_paper",
+            encoder="resnet18",
+            epochs=500,
+            batch_size=128,
+            lr=0.03,
+            lr_milestones=(325, 425),
+            knn_k=200,
+        ),
+    },
+    "supervised": {
+        "smoke": dict(preset="cpu", epochs=2, batch_size=16),
+        "cpu": dict(preset="cpu", epochs=30, batch_size=64),
+        # paper.md section 3: Adam 1e-3, wd 1e-3, plateau 0.5/5, batch 64, ~100 epochs
+        "paper": dict(preset="sup_paper", epochs=100, batch_size=64),
+    },
+}

@@ -1,0 +1,465 @@
+"""Evaluation on embeddings computed once: clip aggregation, the linear probe, kNN, accuracy with
+confidence intervals, paired comparisons across seeds, and the geometry of the embedding space
+(uniformity, tolerance, angles of positive and negative pairs).
+
+Inputs are numpy arrays or torch tensors. Embeddings are (n, dim) float arrays, labels are
+(n,) integers in [0, n_classes), clip ids are (n,) values of any kind (one per patch). Bad input
+(mismatched lengths, empty arrays, NaN, labels out of range) raises a ValueError naming it.
+The code that runs an encoder over a dataset lives elsewhere and calls these functions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import stats
+from sklearn.metrics import confusion_matrix
+
+# Logistic-regression C in scikit-learn's sense (penalty ||W||^2 / 2 + C * summed loss): the same
+# C regularises less as the training set grows. The calibration's good value, 0.1 on a few
+# thousand patches (DESIGN.md), is about 0.001 to 0.003 on FSDnoisy18k's ~200k: the grid has both.
+C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+# ----------------------------------------------------------------------------- input checks
+
+
+def _matrix(x, name: str) -> torch.Tensor:
+    """x as a float (n, dim) tensor on its own device, non-empty and finite."""
+    x = torch.as_tensor(x).detach()
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a 2-d (n, dim) array, got shape {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
+    if not x.is_floating_point():
+        x = x.float()
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return x
+
+
+def _unit_rows(x, name: str) -> torch.Tensor:
+    """Rows of x scaled to unit length; an all-zero row has no direction, so it is an error."""
+    x = _matrix(x, name)
+    norms = x.norm(dim=1, keepdim=True)
+    if (norms == 0).any():
+        raise ValueError(f"{name} has all-zero rows: their cosine similarity is undefined")
+    return x / norms
+
+
+def _ids(x, name: str, *, length: int | None = None) -> np.ndarray:
+    """x as a non-empty 1-d numpy array, of `length` elements when given."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.ndim != 1 or len(x) == 0:
+        raise ValueError(f"{name} must be a non-empty 1-d array, got shape {x.shape}")
+    if length is not None and len(x) != length:
+        raise ValueError(f"{name} has {len(x)} entries, expected {length} (one per row)")
+    return x
+
+
+def _labels(y, name: str, *, n_classes: int, length: int | None = None) -> np.ndarray:
+    """y as a 1-d integer array with values in [0, n_classes)."""
+    y = _ids(y, name, length=length)
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer class indices, got dtype {y.dtype}")
+    if y.min() < 0 or y.max() >= n_classes:
+        raise ValueError(f"{name} has values outside [0, {n_classes}): {y.min()}..{y.max()}")
+    return y.astype(np.int64)
+
+
+def _confidence(confidence: float) -> float:
+    """The two-sided normal quantile of a confidence level in (0, 1)."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    return float(stats.norm.ppf(0.5 + confidence / 2))
+
+
+# ----------------------------------------------------------------------------- clip decisions
+
+
+def clip_probabilities(patch_probs, patch_clip, *, aggregate: str = "mean"):
+    """Clip-level class scores from patch probabilities (paper.md sections 2 and 3).
+
+    patch_probs (n_patches, n_classes) and patch_clip (n_patches,), the clip id of each patch.
+    Returns clip_ids (n_clips,), sorted, and clip_probs (n_clips, n_classes): the mean of each
+    clip's patch probabilities ("mean": the self-supervised protocol) or their sum ("sum": the
+    supervised protocol; the same argmax, but rows that no longer sum to 1).
+    """
+    if aggregate not in ("mean", "sum"):
+        raise ValueError(f"aggregate must be 'mean' or 'sum', got {aggregate!r}")
+    probs = _matrix(patch_probs, "patch_probs").cpu().double().numpy()
+    clips = _ids(patch_clip, "patch_clip", length=len(probs))
+    clip_ids, index, counts = np.unique(clips, return_inverse=True, return_counts=True)
+    sums = np.zeros((len(clip_ids), probs.shape[1]))
+    np.add.at(sums, index, probs)
+    return clip_ids, sums / counts[:, None] if aggregate == "mean" else sums
+
+
+def _clip_labels(patch_labels: np.ndarray, patch_clip: np.ndarray) -> np.ndarray:
+    """The one label of each clip (in sorted clip order), checking that its patches agree."""
+    _, first, index = np.unique(patch_clip, return_index=True, return_inverse=True)
+    labels = patch_labels[first]
+    if (labels[index] != patch_labels).any():
+        raise ValueError("select_labels differ between patches of the same clip")
+    return labels
+
+
+# ----------------------------------------------------------------------------- accuracy
+
+
+def wilson_interval(k: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for k successes in n trials.
+
+    Unlike p +- z * se it stays inside [0, 1] and keeps its coverage near 0 % and 100 %.
+    """
+    if n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n and n > 0, got k={k}, n={n}")
+    z = _confidence(confidence)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def accuracy_report(
+    y_true, y_pred, *, n_classes: int, confidence: float = 0.95, n_boot: int = 1000, seed: int = 0
+) -> dict:
+    """Micro and macro accuracy with intervals, per-class accuracy and the confusion matrix.
+
+    y_true, y_pred: (n,) class indices of the clips. Micro accuracy (the paper's number) gets a
+    Wilson interval. Macro (balanced) accuracy, the mean recall over the classes present in
+    y_true, gets a percentile bootstrap interval that resamples clips within each true class
+    (stratified: the test set's class counts are fixed by design, and every replicate keeps
+    every class). `per_class` is None for classes absent from y_true. All values are JSON-able.
+    """
+    y_true = _labels(y_true, "y_true", n_classes=n_classes)
+    y_pred = _labels(y_pred, "y_pred", n_classes=n_classes, length=len(y_true))
+    _confidence(confidence)
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    confusion = confusion_matrix(y_true, y_pred, labels=np.arange(n_classes))
+    support, hits = confusion.sum(axis=1), np.diag(confusion)
+    present = support > 0
+    recall = hits[present] / support[present]
+    # Resampling the n_c clips of class c with replacement gives Binomial(n_c, recall_c) hits:
+    # drawing that count directly is the same bootstrap without materialising the resamples.
+    rng = np.random.default_rng(seed)
+    boot = rng.binomial(support[present], recall, size=(n_boot, len(recall))) / support[present]
+    tail = (1 - confidence) / 2
+    macro_low, macro_high = np.quantile(boot.mean(axis=1), [tail, 1 - tail])
+    n, k = len(y_true), int(hits.sum())
+    return {
+        "n": n,
+        "confidence": confidence,
+        "micro": k / n,
+        "micro_ci": list(wilson_interval(k, n, confidence=confidence)),
+        "macro": float(recall.mean()),
+        "macro_ci": [float(macro_low), float(macro_high)],
+        "intervals": "micro: Wilson score; macro: stratified percentile bootstrap over clips",
+        "per_class": [float(h / s) if s else None for h, s in zip(hits, support, strict=True)],
+        "support": support.tolist(),
+        "confusion": confusion.tolist(),
+    }
+
+
+# ----------------------------------------------------------------------------- paired seeds
+
+
+def paired_difference(
+    a, b, *, confidence: float = 0.95, names: tuple[str, str] = ("a", "b")
+) -> dict:
+    """Compare two methods scored on the same seeds: mean of a - b, its t-interval, p-values.
+
+    The Wilcoxon signed-rank p-value is given from 6 seeds on (below that its smallest possible
+    two-sided p-value exceeds 0.05), else None. The verdict says "no resolvable difference"
+    whenever the interval contains 0.
+    """
+    a = _ids(a, "a").astype(float)
+    b = _ids(b, "b", length=len(a)).astype(float)
+    if len(a) < 2:
+        raise ValueError("paired_difference needs at least 2 paired scores")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("paired scores contain NaN or infinite values")
+    _confidence(confidence)
+    diff = a - b
+    n, mean = len(diff), float(diff.mean())
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * diff.std(ddof=1) / math.sqrt(n)
+    low, high = mean - half, mean + half
+    tied = not diff.any()  # every difference zero: neither test is defined
+    p_t = None if tied else float(stats.ttest_rel(a, b).pvalue)
+    p_w = None if tied or n < 6 else float(stats.wilcoxon(a, b).pvalue)
+    ci = f"{confidence:.0%} CI [{low:+.3g}, {high:+.3g}], n = {n}"
+    if low <= 0 <= high:
+        verdict = f"no resolvable difference: {names[0]} - {names[1]} = {mean:+.3g} ({ci})"
+    else:
+        winner, loser = names if mean > 0 else names[::-1]
+        verdict = f"{winner} higher than {loser} by {abs(mean):.3g} ({ci})"
+    return {
+        "n": n,
+        "mean_difference": mean,
+        "ci": [low, high],
+        "confidence": confidence,
+        "p_ttest": p_t,
+        "p_wilcoxon": p_w,
+        "verdict": verdict,
+    }
+
+
+def resolvable_difference(
+    std: float, n: int, *, confidence: float = 0.95, power: float = 0.8
+) -> float:
+    """Smallest mean paired difference that n seeds detect with the given power.
+
+    std is the standard deviation of the per-seed differences. Normal approximation of a
+    two-sided test: (z_{1 - (1 - confidence)/2} + z_power) * std / sqrt(n); slightly optimistic
+    below about 10 seeds, where the t-distribution's heavier tails apply.
+    """
+    if std < 0 or n < 1:
+        raise ValueError(f"need std >= 0 and n >= 1, got std={std}, n={n}")
+    if not 0 < power < 1:
+        raise ValueError(f"power must be in (0, 1), got {power}")
+    return (_confidence(confidence) + float(stats.norm.ppf(power))) * std / math.sqrt(n)
+
+
+# ----------------------------------------------------------------------------- linear probe
+
+
+class LinearProbe:
+    """Multinomial logistic regression on frozen patch embeddings (paper.md section 2).
+
+    Equivalent to training Linear(dim, n_classes) with cross-entropy on embeddings computed
+    once. Embeddings are optionally L2-normalised (`normalize`), then standardised with the
+    training mean and std. The probe is fitted on the noisy training labels (one per patch)
+    for every C of `c_grid`, from the strongest regularisation to the weakest, each fit starting
+    from the previous solution; the C with the best clip-level accuracy on the clean selection
+    set wins (the smallest C among ties). Regularisation moved results more than the loss did
+    (DESIGN.md, calibration), so it is selected on clean labels rather than fixed.
+
+    Full-batch L-BFGS in torch minimising the objective of scikit-learn's LogisticRegression
+    (mean cross-entropy + ||W||^2 / (2 C n), intercept not penalised): the same solutions and
+    choice of C, 3 to 4 times faster than its lbfgs on 200k x 512 patches (2 CPU cores; as fast
+    on 10k x 256), and on the GPU when the embeddings are CUDA tensors.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_classes: int,
+        c_grid: tuple[float, ...] = C_GRID,
+        normalize: bool = False,
+        max_iter: int = 1000,
+        tol: float = 1e-4,
+    ):
+        if n_classes < 2:
+            raise ValueError(f"n_classes must be at least 2, got {n_classes}")
+        if not c_grid or min(c_grid) <= 0:
+            raise ValueError(f"c_grid must hold positive values, got {c_grid}")
+        self.n_classes = n_classes
+        self.c_grid = tuple(sorted(float(c) for c in c_grid))
+        self.normalize = normalize
+        self.max_iter = max_iter
+        self.tol = tol
+        self.selected_c: float | None = None
+        self.selection_scores: dict[float, float] = {}
+        self._weights: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _checked(self, emb, name: str) -> torch.Tensor:
+        """Embeddings validated, and L2-normalised when the probe normalises."""
+        return _unit_rows(emb, name) if self.normalize else _matrix(emb, name)
+
+    def _standardised(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        """Checked embeddings standardised with the training mean and std."""
+        if x.shape[1] != len(self._mean):
+            raise ValueError(f"{name} has dimension {x.shape[1]}, the probe {len(self._mean)}")
+        return (x.to(self._mean) - self._mean) / self._std
+
+    def fit(self, train_emb, train_labels, select_emb, select_clip, select_labels) -> LinearProbe:
+        """Fit on (n_train, dim) patches with their noisy clip labels; select C on clean clips.
+
+        select_emb (n_select, dim), select_clip (n_select,) clip ids and select_labels
+        (n_select,) clean labels, one per patch (the clip's label repeated).
+        """
+        raw = self._checked(train_emb, "train_emb")
+        y = _labels(train_labels, "train_labels", n_classes=self.n_classes, length=len(raw))
+        y = torch.as_tensor(y, device=raw.device)
+        self.selected_c, self.selection_scores, self._weights = None, {}, {}
+        std = raw.std(dim=0)
+        self._mean, self._std = raw.mean(dim=0), torch.where(std > 0, std, 1.0)
+        x = self._standardised(raw, "train_emb")
+        x_select = self._standardised(self._checked(select_emb, "select_emb"), "select_emb")
+        select_clip = _ids(select_clip, "select_clip", length=len(x_select))
+        select_labels = _labels(
+            select_labels, "select_labels", n_classes=self.n_classes, length=len(x_select)
+        )
+        clip_labels = _clip_labels(select_labels, select_clip)
+
+        weight = torch.zeros(x.shape[1], self.n_classes, dtype=x.dtype, device=x.device)
+        bias = torch.zeros(self.n_classes, dtype=x.dtype, device=x.device)
+        weight.requires_grad_(True)
+        bias.requires_grad_(True)
+        scores = {}
+        for c in self.c_grid:
+            self._minimise(x, y, weight, bias, penalty=1 / (2 * c * len(x)))
+            self._weights[c] = (weight.detach().clone(), bias.detach().clone())
+            probs = torch.softmax(x_select @ self._weights[c][0] + self._weights[c][1], dim=1)
+            _, clip_probs = clip_probabilities(probs, select_clip)
+            scores[c] = float((clip_probs.argmax(axis=1) == clip_labels).mean())
+        self.selection_scores = scores
+        self.selected_c = max(self.c_grid, key=scores.__getitem__)
+        return self
+
+    def _minimise(self, x, y, weight, bias, *, penalty: float) -> None:
+        """Full-batch L-BFGS on mean cross-entropy + penalty * ||W||^2, in place."""
+        optimiser = torch.optim.LBFGS(
+            [weight, bias],
+            max_iter=self.max_iter,
+            tolerance_grad=self.tol,
+            tolerance_change=1e-9,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+        )
+
+        def objective():
+            optimiser.zero_grad()
+            loss = F.cross_entropy(x @ weight + bias, y) + penalty * weight.square().sum()
+            loss.backward()
+            return loss
+
+        optimiser.step(objective)
+
+    def predict_proba(self, emb, *, c: float | None = None) -> np.ndarray:
+        """Class probabilities (n, n_classes) of each patch, with the selected C or another one
+        of the grid (to show how much the choice matters)."""
+        if self.selected_c is None:
+            raise ValueError("the probe is not fitted: call fit() first")
+        c = self.selected_c if c is None else float(c)
+        if c not in self._weights:
+            raise ValueError(f"C={c} is not in the fitted grid {self.c_grid}")
+        weight, bias = self._weights[c]
+        with torch.no_grad():
+            x = self._standardised(self._checked(emb, "emb"), "emb")
+            probs = torch.softmax(x @ weight + bias, dim=1)
+        return probs.cpu().numpy()
+
+    def predict_clips(self, emb, patch_clip, *, c: float | None = None):
+        """Clip ids (sorted) and clip labels: argmax of the mean patch probabilities."""
+        clip_ids, clip_probs = clip_probabilities(self.predict_proba(emb, c=c), patch_clip)
+        return clip_ids, clip_probs.argmax(axis=1)
+
+
+# ----------------------------------------------------------------------------- kNN
+
+
+def knn_predict(
+    train_emb,
+    train_labels,
+    query_emb,
+    *,
+    n_classes: int,
+    k: int = 200,
+    temperature: float = 0.07,
+    batch_size: int = 1024,
+    exclude_self: bool = False,
+) -> np.ndarray:
+    """Class probabilities (n_query, n_classes) from a cosine kNN with weighted votes.
+
+    Each of the k most similar training rows votes for its label with weight
+    exp(similarity / temperature) (the instance-discrimination monitor; paper.md section 2
+    uses K = 200). Queries go in batches of `batch_size`, so at most batch_size x n_train
+    similarities exist at a time; k is clipped to the training set's size. With
+    `exclude_self` the queries are the training rows themselves and each is classified by the
+    others (leave-one-out): the kNN monitor on the clean subset needs no held-out split.
+    """
+    if k < 1 or temperature <= 0 or batch_size < 1:
+        raise ValueError(
+            f"need k >= 1, temperature > 0, batch_size >= 1; got {k}, {temperature}, {batch_size}"
+        )
+    train = _unit_rows(train_emb, "train_emb")
+    labels = _labels(train_labels, "train_labels", n_classes=n_classes, length=len(train))
+    labels = torch.as_tensor(labels, device=train.device)
+    query = _unit_rows(query_emb, "query_emb").to(train)
+    if query.shape[1] != train.shape[1]:
+        raise ValueError(f"query_emb has dimension {query.shape[1]}, train_emb {train.shape[1]}")
+    if exclude_self and len(query) != len(train):
+        raise ValueError("exclude_self needs the queries to be the training rows themselves")
+    k = min(k, len(train) - exclude_self)
+    if k < 1:
+        raise ValueError("leave-one-out kNN needs at least two training rows")
+    probs = []
+    starts = range(0, len(query), batch_size)
+    for start, batch in zip(starts, query.split(batch_size), strict=True):
+        sims = batch @ train.T
+        if exclude_self:
+            rows = torch.arange(len(batch), device=sims.device)
+            sims[rows, rows + start] = -torch.inf
+        sims, index = sims.topk(k, dim=1)
+        # Shifting by each row's largest similarity leaves the normalised votes unchanged and
+        # keeps exp() finite at small temperatures.
+        weights = torch.exp((sims - sims[:, :1]) / temperature)
+        votes = torch.zeros(len(batch), n_classes, dtype=weights.dtype, device=weights.device)
+        votes.scatter_add_(1, labels[index], weights)
+        probs.append(votes / votes.sum(dim=1, keepdim=True))
+    return torch.cat(probs).cpu().numpy()
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def uniformity(z, *, t: float = 2.0) -> float:
+    """log E[exp(-t ||z_x - z_y||^2)] over distinct pairs of L2-normalised rows (Wang & Isola).
+
+    Lower is more uniform: 0 when all rows coincide, -2t for orthonormal rows. Uses
+    torch.pdist, so memory grows as n^2 / 2 (fine for test sets of a few thousand clips).
+    """
+    z = _unit_rows(z, "z")
+    if len(z) < 2:
+        raise ValueError("uniformity needs at least 2 embeddings")
+    squared = torch.pdist(z).square()
+    return float(torch.logsumexp(-t * squared, dim=0) - math.log(len(squared)))
+
+
+def tolerance(z, labels) -> float:
+    """Mean cosine similarity over all distinct same-class pairs (i != j), pooled over classes.
+
+    Computed from per-class sums in O(n * dim): the sum of z_i . z_j over i != j in a class is
+    ||sum of its z||^2 minus the sum of ||z_i||^2.
+    """
+    z = _unit_rows(z, "z").double()  # the difference below cancels: keep the digits
+    labels = _ids(labels, "labels", length=len(z))
+    _, group, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    pairs = int((counts * (counts - 1)).sum())
+    if pairs == 0:
+        raise ValueError("tolerance needs at least one class with two or more embeddings")
+    group = torch.as_tensor(group, device=z.device)
+    sums = torch.zeros(len(counts), z.shape[1], dtype=z.dtype, device=z.device)
+    sums.index_add_(0, group, z)
+    return float((sums.square().sum() - z.square().sum()) / pairs)
+
+
+def pair_angles(h1, h2) -> tuple[np.ndarray, np.ndarray]:
+    """Angles in radians of the positive and negative pairs of two views (N, dim) each.
+
+    Positives: the N matching rows. Negatives: every other pair among the 2N views, each
+    unordered pair once (2N(N - 1) angles), the pairs L_AM pushes beyond its margin.
+    """
+    a = _unit_rows(h1, "h1")
+    b = _unit_rows(h2, "h2").to(a)
+    if a.shape != b.shape:
+        raise ValueError(f"h1 and h2 must have the same shape, got {a.shape} and {b.shape}")
+    n = len(a)
+    views = torch.cat([a, b])
+    # For unit vectors |x - y| = 2 sin(angle / 2) and |x + y| = 2 cos(angle / 2): atan2 of the two
+    # stays accurate near 0 and pi, where arccos of the cosine does not. The distances are exact
+    # differences (no matmul shortcut, which would cancel small angles away).
+    exact = "donot_use_mm_for_euclid_dist"
+    difference = torch.cdist(views, views, compute_mode=exact)
+    total = torch.cdist(views, -views, compute_mode=exact)
+    angles = (2 * torch.atan2(difference, total)).cpu().double().numpy()
+    i, j = np.triu_indices(2 * n, k=1)
+    negative = j != i + n
+    return angles[np.arange(n), np.arange(n) + n], angles[i[negative], j[negative]]

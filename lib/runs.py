@@ -1,0 +1,169 @@
+"""The run store and the results table.
+
+A run lives in RUNS/<kind>-<config hash>/: config.json, checkpoints (last, the one before it,
+best), metrics.csv (one row per epoch) and finished.json, the marker written last. Asking for a
+finished run returns it without training; an unfinished one resumes from its last checkpoint.
+The store is ./runs by default; --runs-dir or $ACLAUDIO_RUNS moves it, so several checkouts or
+a cluster can share one. Every write is atomic (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import json
+import os
+import subprocess
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from .atomic import atomic_write_text
+from .config import config_dict, config_hash, kind_of, make_config
+
+RUNS_ENV = "ACLAUDIO_RUNS"
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint: the message names the files tried and why each failed."""
+
+
+def runs_root(runs_dir: str | Path | None = None) -> Path:
+    """The run store: the argument, else $ACLAUDIO_RUNS, else ./runs."""
+    return Path(runs_dir or os.environ.get(RUNS_ENV) or "runs").expanduser()
+
+
+@dataclass
+class Run:
+    path: Path
+    config: Any
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def finished(self) -> bool:
+        return (self.path / "finished.json").is_file()
+
+    def summary(self) -> dict:
+        """What the finished run reported (empty while it is unfinished)."""
+        marker = self.path / "finished.json"
+        return json.loads(marker.read_text()) if marker.is_file() else {}
+
+    def metrics(self) -> pd.DataFrame:
+        """The per-epoch metrics so far."""
+        file = self.path / "metrics.csv"
+        return pd.read_csv(file) if file.is_file() else pd.DataFrame()
+
+    def log_epoch(self, row: dict[str, Any]) -> None:
+        """Append one epoch's metrics; rows of epochs redone after a resume replace the old."""
+        table = self.metrics()
+        if not table.empty:
+            table = table[table["epoch"] < row["epoch"]]
+        table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+        atomic_write_text(self.path / "metrics.csv", table.to_csv(index=False))
+
+    def save_checkpoint(self, state: dict, name: str = "last") -> None:
+        """Write a checkpoint atomically; the previous `last` is kept as `last.prev`."""
+        target = self.path / f"{name}.pt"
+        tmp = target.with_suffix(".pt.tmp")
+        torch.save(state, tmp)
+        if name == "last" and target.exists():
+            os.replace(target, self.path / "last.prev.pt")
+        os.replace(tmp, target)
+
+    def load_checkpoint(self, name: str = "last") -> dict | None:
+        """The newest readable checkpoint of that name, None if the run never saved one.
+
+        A corrupt or truncated file is reported and the one before it used; when no file can
+        be read, CheckpointError names each file and its problem.
+        """
+        candidates = [self.path / f"{name}.pt"]
+        if name == "last":
+            candidates.append(self.path / "last.prev.pt")
+        existing = [file for file in candidates if file.exists()]
+        if not existing:
+            return None
+        problems = []
+        for file in existing:
+            try:
+                state = torch.load(file, map_location="cpu", weights_only=True)
+            except Exception as error:  # torch raises several types for damaged files
+                problems.append(f"{file}: {type(error).__name__}: {error}")
+                warnings.warn(f"checkpoint {file} is unreadable, trying an older one", stacklevel=2)
+                continue
+            return state
+        raise CheckpointError("no readable checkpoint:\n  " + "\n  ".join(problems))
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        atomic_write_text(self.path / "finished.json", json.dumps(summary, indent=1, default=str))
+
+
+def open_run(config, runs_dir: str | Path | None = None) -> Run:
+    """The run of this config: existing (finished or not) or newly created."""
+    path = runs_root(runs_dir) / f"{kind_of(config)}-{config_hash(config)}"
+    path.mkdir(parents=True, exist_ok=True)
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        values = {"kind": kind_of(config), **config_dict(config)}
+        atomic_write_text(config_file, json.dumps(values, indent=1))
+    return Run(path, config)
+
+
+def load_run(path: str | Path) -> Run:
+    """A run from its folder (as printed by the CLI), config included."""
+    path = Path(path)
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{path}: not a run folder (no config.json)")
+    values = json.loads(config_file.read_text())
+    return Run(path, make_config(values.pop("kind"), **values))
+
+
+# ----------------------------------------------------------------------------- results table
+
+RESULTS_FILE = "results.csv"
+
+
+def append_result(row: dict[str, Any], runs_dir: str | Path | None = None) -> None:
+    """Append one result row under a file lock (safe with concurrent jobs on one store).
+
+    Rows are flattened CSV lines; a new column set rewrites the file with the union of columns.
+    """
+    file = runs_root(runs_dir) / RESULTS_FILE
+    file.parent.mkdir(parents=True, exist_ok=True)
+    row = {"commit": git_commit(), **row}
+    with open(file.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        table = pd.read_csv(file) if file.is_file() else pd.DataFrame()
+        if set(row) <= set(table.columns):
+            with open(file, "a", newline="") as handle:
+                csv.DictWriter(handle, fieldnames=list(table.columns)).writerow(row)
+                handle.flush()
+                os.fsync(handle.fileno())
+        else:
+            table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+            atomic_write_text(file, table.to_csv(index=False))
+
+
+def load_results(runs_dir: str | Path | None = None) -> pd.DataFrame:
+    """Every result row of the store as a DataFrame (empty when there is none)."""
+    file = runs_root(runs_dir) / RESULTS_FILE
+    return pd.read_csv(file) if file.is_file() else pd.DataFrame()
+
+
+def git_commit() -> str:
+    """The checkout's commit (with -dirty when modified), or 'unknown' outside git."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() or "unknown"

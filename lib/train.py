@@ -1,0 +1,561 @@
+"""Training: self-supervised pretraining with ACL and the supervised baseline, resumable.
+
+Both loops follow one pattern (after nanoGPT): the run store decides whether there is
+anything to do; state is a plain dict checkpointed atomically every epoch; each epoch draws
+its randomness from (seed, epoch) alone, so a run killed at any point and resumed ends with
+the same weights as one that never stopped. A NaN or infinite loss stops the run with a clear
+message and leaves the last good checkpoint in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import augment, evaluate, losses, models
+from .atomic import atomic_write_text
+from .config import PretrainConfig, SupervisedConfig, config_dict
+from .datasets import load_dataset, subset_mask
+from .features import FeatureCache, build_cache
+from .runs import Run, append_result, open_run
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (the message says why and what was kept)."""
+
+
+# ----------------------------------------------------------------------------- shared pieces
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bfloat16 autocast where the device has it (CUDA, and CPUs with AVX-512 BF16 or AMX)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """One integer per (seed, epoch): every random draw of an epoch derives from it."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+@dataclass
+class TrainingData:
+    """The feature cache, the rows of each role, and the normalisation statistics."""
+
+    cache: FeatureCache
+    train_rows: np.ndarray
+    monitor_rows: np.ndarray
+    test_rows: np.ndarray
+    n_classes: int
+    mean: np.ndarray  # per mel band, from the training clips
+    std: np.ndarray
+
+    @classmethod
+    def load(cls, config, *, progress: bool = True) -> TrainingData:
+        if not config.data_dir:
+            raise ValueError("no data_dir in the config: point it at a dataset folder")
+        dataset = load_dataset(config.data_dir)
+        cache = build_cache(dataset, config.preset, progress=progress)
+        clips = cache.clips
+        rows = {
+            name: np.flatnonzero(subset_mask(clips, name))
+            for name in (config.subset, getattr(config, "monitor_subset", "clean"), "test")
+        }
+        for name, picked in rows.items():
+            if len(picked) == 0:
+                raise ValueError(f"{config.data_dir}: the {name!r} subset has no usable clips")
+        train = rows[config.subset]
+        sample = train[np.linspace(0, len(train) - 1, min(len(train), 2000)).astype(int)]
+        frames = np.concatenate([cache.clip(r) for r in sample], axis=1)
+        return cls(
+            cache=cache,
+            train_rows=train,
+            monitor_rows=rows[getattr(config, "monitor_subset", "clean")],
+            test_rows=rows["test"],
+            n_classes=len(dataset.classes),
+            mean=frames.mean(axis=1).astype(np.float32),
+            std=frames.std(axis=1).astype(np.float32) + 1e-5,
+        )
+
+    def targets(self, rows: np.ndarray) -> np.ndarray:
+        return self.cache.clips["target"].to_numpy()[rows]
+
+    def normaliser(self, device: torch.device, *, per_band: bool):
+        """(mean, std) for augment.normalise: per mel band, or one scalar each."""
+        if per_band:
+            mean, std = self.mean, self.std
+        else:  # one scalar, as the self-supervised recipe of paper.md
+            mean = np.float32(self.mean.mean())
+            std = np.float32(np.sqrt((self.std**2 + (self.mean - mean) ** 2).mean()))
+        return torch.as_tensor(mean, device=device), torch.as_tensor(std, device=device)
+
+
+def prefetch(batches: Iterator, device: torch.device) -> Iterator:
+    """Produce the next batch (memmap reads, pinned copy) in a thread while this one trains.
+
+    One worker thread draws the batches strictly in order, so their randomness is unchanged.
+    """
+    iterator = iter(batches)
+
+    def produce():
+        batch = next(iterator, None)
+        if batch is None:
+            return None
+        tensors = [torch.from_numpy(b) for b in batch]
+        if device.type == "cuda":
+            return [t.pin_memory().to(device, non_blocking=True) for t in tensors]
+        return tensors
+
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(produce)
+        while (batch := future.result()) is not None:
+            future = pool.submit(produce)
+            yield batch
+
+
+def check_finite(loss: torch.Tensor, run: Run, epoch: int, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise TrainingError(
+            f"{run.path}: loss became {loss.item()} at epoch {epoch}, step {step}; training "
+            "stopped. The last good checkpoint (end of the previous epoch) is kept: lower the "
+            "learning rate or check the data, then rerun to resume from it."
+        )
+
+
+def restore(run: Run, modules: dict[str, object]) -> dict:
+    """Load the last checkpoint into the modules; the rest of the state is returned."""
+    state = run.load_checkpoint("last")
+    if state is None:
+        return {}
+    for name, module in modules.items():
+        module.load_state_dict(state[name])
+    return state
+
+
+def capture(modules: dict[str, object], **extra) -> dict:
+    return {name: module.state_dict() for name, module in modules.items()} | extra
+
+
+# ----------------------------------------------------------------------------- pretraining
+
+
+class ContrastiveModel(nn.Module):
+    """Encoder (h, for the angular term and downstream use) and projection head (z, NT-Xent)."""
+
+    def __init__(self, encoder: nn.Module, projection: bool):
+        super().__init__()
+        self.encoder = encoder
+        self.head = models.ProjectionHead(encoder.out_dim) if projection else None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)
+        return h, (self.head(h) if self.head is not None else h)
+
+
+def build_contrastive_model(config: PretrainConfig, device: torch.device) -> ContrastiveModel:
+    """Initial weights depend on the seed only: every loss at a seed starts from the same ones."""
+    torch.manual_seed(config.seed)
+    model = ContrastiveModel(models.build_encoder(config.encoder), config.projection).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def pretrain(config: PretrainConfig, *, runs_dir=None, progress: bool = True) -> Run:
+    """Self-supervised pretraining, kNN monitor, then linear evaluation of the best checkpoint."""
+    run = open_run(config, runs_dir)
+    if run.finished:
+        return run
+    started = time.perf_counter()
+    device = resolve_device(config.device)
+    data = TrainingData.load(config, progress=progress)
+    model = build_contrastive_model(config, device)
+    step_model = torch.compile(model) if config.compile else model
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=list(config.lr_milestones), gamma=config.lr_gamma
+    )
+    modules = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+    state = restore(run, modules)
+    best = state.get("best", -math.inf)
+    mean, std = data.normaliser(device, per_band=False)
+
+    for epoch in range(state.get("epoch", -1) + 1, config.epochs):
+        model.train()
+        seed = epoch_seed(config.seed, epoch)
+        rng = np.random.default_rng(seed)
+        torch.manual_seed(seed)
+        generator = torch.Generator(device).manual_seed(seed)
+        order = rng.permutation(data.train_rows)
+        n_steps = len(order) // config.batch_size  # drop the last partial batch, as SimCLR
+        if n_steps == 0:
+            raise ValueError(
+                f"batch_size {config.batch_size} exceeds the {len(order)} training clips"
+            )
+
+        total, epoch_start = 0.0, time.perf_counter()
+        bar = tqdm(
+            prefetch(_contrastive_batches(data, order, config.batch_size, rng), device),
+            total=n_steps,
+            disable=not progress,
+            desc=f"pretrain {run.id} epoch {epoch + 1}/{config.epochs}",
+            leave=False,
+        )
+        for step, (x1, x2, bg1, bg2) in enumerate(bar):
+            with torch.no_grad():
+                v1, v2 = augment.two_views(
+                    x1, x2, bg1, bg2, config.augment, mean=mean, std=std, generator=generator
+                )
+            views = torch.cat([v1, v2])
+            if config.channels_last:
+                views = views.contiguous(memory_format=torch.channels_last)
+            with autocast(device, config.amp):
+                h, z = step_model(views)
+            h1, h2 = h.float().chunk(2)
+            z1, z2 = z.float().chunk(2)
+            loss = losses.acl(
+                h1,
+                h2,
+                z1,
+                z2,
+                alpha=config.alpha,
+                margin=config.margin,
+                temperature=config.temperature,
+                reduction=config.reduction,
+            )
+            check_finite(loss, run, epoch, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        scheduler.step()
+        seconds = time.perf_counter() - epoch_start
+        row = {
+            "epoch": epoch,
+            "loss": total / n_steps,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": seconds,
+            "clips_per_s": n_steps * config.batch_size / seconds,
+        }
+        last = epoch == config.epochs - 1
+        if (epoch + 1) % config.knn_every == 0 or last:
+            row["knn_balanced_acc"] = knn_monitor(model.encoder, data, config, device)
+            if row["knn_balanced_acc"] > best:
+                best = row["knn_balanced_acc"]
+                run.save_checkpoint({"model": model.state_dict(), "epoch": epoch}, "best")
+        run.log_epoch(row)
+        run.save_checkpoint(capture(modules, epoch=epoch, best=best))
+
+    summary = linear_evaluation(run, model, data, config, device)
+    summary |= {
+        "run": run.id,
+        "kind": "pretrain",
+        "wall_seconds": time.perf_counter() - started,
+        "device": str(device),
+        "finished_epochs": config.epochs,
+    }
+    run.finish(summary)
+    append_result(config_dict(config) | summary, run.path.parent)
+    return run
+
+
+def _contrastive_batches(data: TrainingData, order: np.ndarray, batch_size: int, rng) -> Iterator:
+    """Per batch: two independent random patches of each clip and two background patches.
+
+    The backgrounds for mix-back are patches of other clips of the same batch (rolled by one
+    and by two places), so they never come from the clip itself.
+    """
+    frames = data.cache.preset.patch_frames
+    for step in range(len(order) // batch_size):
+        rows = order[step * batch_size : (step + 1) * batch_size]
+        yield [
+            data.cache.random_patches(r, frames, rng=rng)[:, None]
+            for r in (rows, rows, np.roll(rows, 1), np.roll(rows, 2))
+        ]
+
+
+def embed(
+    encoder: nn.Module,
+    data: TrainingData,
+    rows: np.ndarray,
+    device: torch.device,
+    *,
+    per_band: bool = False,
+    amp: bool = True,
+    batch_size: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder outputs of every evaluation patch of the clips: (patches, dim) and clip ids."""
+    mean, std = data.normaliser(device, per_band=per_band)
+    patches = [(data.cache.clip_patches(int(r)), r) for r in rows]
+    clip_of_patch = np.concatenate([np.full(len(p), r) for p, r in patches])
+    stacked = np.concatenate([p for p, _ in patches])
+    encoder.eval()
+    outputs = []
+    with torch.no_grad(), autocast(device, amp):
+        for start in range(0, len(stacked), batch_size):
+            x = torch.from_numpy(stacked[start : start + batch_size, None]).to(device)
+            outputs.append(encoder(augment.normalise(x, mean, std)).float().cpu())
+    return torch.cat(outputs).numpy(), clip_of_patch
+
+
+def clip_embeddings(patch_emb: np.ndarray, clip_of_patch: np.ndarray) -> np.ndarray:
+    """Mean patch embedding per clip, in the order the clips first appear."""
+    _, first, inverse = np.unique(clip_of_patch, return_index=True, return_inverse=True)
+    sums = np.zeros((len(first), patch_emb.shape[1]))
+    np.add.at(sums, inverse, patch_emb)
+    counts = np.bincount(inverse)[:, None]
+    return (sums / counts)[np.argsort(np.argsort(first))]
+
+
+def test_summary(report: dict) -> dict:
+    """The flat numbers of an accuracy report, as result-table columns."""
+    return {
+        "test_n": report["n"],
+        "test_micro": report["micro"],
+        "test_micro_low": report["micro_ci"][0],
+        "test_micro_high": report["micro_ci"][1],
+        "test_macro": report["macro"],
+        "test_macro_low": report["macro_ci"][0],
+        "test_macro_high": report["macro_ci"][1],
+    }
+
+
+def knn_monitor(encoder, data: TrainingData, config: PretrainConfig, device) -> float:
+    """Leave-one-out cosine kNN balanced accuracy on the monitor (clean) subset's clips."""
+    patch_emb, clip_of_patch = embed(encoder, data, data.monitor_rows, device, amp=config.amp)
+    clips = clip_embeddings(patch_emb, clip_of_patch)
+    labels = data.targets(data.monitor_rows)
+    probs = evaluate.knn_predict(
+        clips, labels, clips, k=config.knn_k, n_classes=data.n_classes, exclude_self=True
+    )
+    report = evaluate.accuracy_report(labels, probs.argmax(1), n_classes=data.n_classes)
+    return report["macro"]
+
+
+def linear_evaluation(run: Run, model, data: TrainingData, config, device) -> dict:
+    """The paper's linear evaluation on frozen embeddings of the best (else last) checkpoint."""
+    best = run.load_checkpoint("best")
+    if best is not None:
+        model.load_state_dict(best["model"])
+    encoder = model.encoder
+    train_emb, train_clip = embed(encoder, data, data.train_rows, device, amp=config.amp)
+    select_emb, select_clip = embed(encoder, data, data.monitor_rows, device, amp=config.amp)
+    test_emb, test_clip = embed(encoder, data, data.test_rows, device, amp=config.amp)
+    targets = data.cache.clips["target"].to_numpy()
+    probe = evaluate.LinearProbe(n_classes=data.n_classes).fit(
+        train_emb, targets[train_clip], select_emb, select_clip, targets[select_clip]
+    )
+    clip_ids, predicted = probe.predict_clips(test_emb, test_clip)
+    report = evaluate.accuracy_report(targets[clip_ids], predicted, n_classes=data.n_classes)
+    test_h = clip_embeddings(test_emb, test_clip)
+    with torch.no_grad():
+        head = model.head.eval() if model.head is not None else None
+        test_z = head(torch.from_numpy(test_h).float().to(device)).cpu().numpy() if head else test_h
+    np.savez_compressed(
+        run.path / "test_embeddings.npz", h=test_h, z=test_z, target=targets[clip_ids]
+    )
+    atomic_write_text(
+        run.path / "evaluation.json",
+        json.dumps(
+            report | {"probe_selection": {str(c): a for c, a in probe.selection_scores.items()}},
+            indent=1,
+        ),
+    )
+    return {
+        "probe_c": probe.selected_c,
+        "best_epoch": best["epoch"] if best is not None else config.epochs - 1,
+        **test_summary(report),
+        "uniformity": evaluate.uniformity(test_z),
+        "tolerance": evaluate.tolerance(test_z, targets[clip_ids]),
+    }
+
+
+# ----------------------------------------------------------------------------- supervised
+
+
+def supervised(config: SupervisedConfig, *, runs_dir=None, progress: bool = True) -> Run:
+    """The baseline CNN with CE or supervised ACL; the lowest-validation-loss checkpoint is kept."""
+    from sklearn.model_selection import train_test_split
+
+    run = open_run(config, runs_dir)
+    if run.finished:
+        return run
+    started = time.perf_counter()
+    device = resolve_device(config.device)
+    data = TrainingData.load(config, progress=progress)
+    targets = data.cache.clips["target"].to_numpy()
+    train_rows, val_rows = train_test_split(
+        data.train_rows,
+        test_size=config.val_fraction,
+        random_state=config.seed,
+        stratify=_stratifiable(targets[data.train_rows]),
+    )
+    preset = data.cache.preset
+    frames = preset.patch_frames
+    train_patches = _patch_index(data.cache, train_rows, frames, config.train_hop)
+    val_patches = _patch_index(data.cache, val_rows, frames, config.train_hop)
+    mean, std = data.normaliser(device, per_band=True)
+
+    torch.manual_seed(config.seed)
+    model = models.BaselineCNN(n_classes=data.n_classes, n_mels=preset.n_mels, frames=frames)
+    model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if config.compile else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=config.plateau_factor, patience=config.plateau_patience
+    )
+    modules = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+    state = restore(run, modules)
+    best = state.get("best", math.inf)
+
+    def loss_of(x, y):
+        x = augment.normalise(x, mean, std)
+        if config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, config.amp):
+            logits, feats = step_model(x)
+        return losses.supervised_acl(
+            logits.float(),
+            feats.float(),
+            y,
+            alpha=config.alpha,
+            margin=config.margin,
+            reduction=config.reduction,
+        )
+
+    for epoch in range(state.get("epoch", -1) + 1, config.epochs):
+        model.train()
+        seed = epoch_seed(config.seed, epoch)
+        torch.manual_seed(seed)
+        order = np.random.default_rng(seed).permutation(len(train_patches))
+        n_steps = max(len(order) // config.batch_size, 1)
+        total, epoch_start = 0.0, time.perf_counter()
+        batches = (
+            _patch_batch(
+                data, train_patches[order[s * config.batch_size :][: config.batch_size]], frames
+            )
+            for s in range(n_steps)
+        )
+        bar = tqdm(
+            prefetch(batches, device),
+            total=n_steps,
+            disable=not progress,
+            leave=False,
+            desc=f"supervised {run.id} epoch {epoch + 1}/{config.epochs}",
+        )
+        for step, (x, y) in enumerate(bar):
+            loss = loss_of(x, y)
+            check_finite(loss, run, epoch, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+        model.eval()
+        with torch.no_grad():
+            val_losses = [
+                loss_of(
+                    *(
+                        torch.from_numpy(a).to(device)
+                        for a in _patch_batch(data, val_patches[s : s + 512], frames)
+                    )
+                ).item()
+                * len(val_patches[s : s + 512])
+                for s in range(0, len(val_patches), 512)
+            ]
+        val_loss = sum(val_losses) / len(val_patches)
+        scheduler.step(val_loss)
+        seconds = time.perf_counter() - epoch_start
+        if val_loss < best:
+            best = val_loss
+            run.save_checkpoint({"model": model.state_dict(), "epoch": epoch}, "best")
+        run.log_epoch(
+            {
+                "epoch": epoch,
+                "loss": total / n_steps,
+                "val_loss": val_loss,
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": seconds,
+            }
+        )
+        run.save_checkpoint(capture(modules, epoch=epoch, best=best))
+
+    best_state = run.load_checkpoint("best")
+    if best_state is not None:
+        model.load_state_dict(best_state["model"])
+    report = _supervised_test(run, model, data, device, config)
+    summary = {
+        **test_summary(report),
+        "best_epoch": best_state["epoch"] if best_state else None,
+        "best_val_loss": best,
+        "run": run.id,
+        "kind": "supervised",
+        "wall_seconds": time.perf_counter() - started,
+        "device": str(device),
+        "finished_epochs": config.epochs,
+    }
+    run.finish(summary)
+    append_result(config_dict(config) | summary, run.path.parent)
+    return run
+
+
+def _stratifiable(labels: np.ndarray) -> np.ndarray | None:
+    """Stratify the validation split when every class has at least two clips."""
+    return labels if np.bincount(labels).min(initial=2) >= 2 else None
+
+
+def _patch_index(cache: FeatureCache, rows: np.ndarray, frames: int, hop: int) -> np.ndarray:
+    """(clip row, start frame) of every training patch; short clips give one (repeated) patch."""
+    pairs = []
+    for row in rows:
+        length = cache.clips["length"].iat[row]
+        starts = range(0, max(length - frames, 0) + 1, hop)
+        pairs.extend((row, s) for s in starts)
+    return np.array(pairs, dtype=np.int64)
+
+
+def _patch_batch(data: TrainingData, pairs: np.ndarray, frames: int):
+    x = data.cache.patches_at(pairs[:, 0], pairs[:, 1], frames)[:, None]
+    return x, data.targets(pairs[:, 0])
+
+
+def _supervised_test(run: Run, model, data: TrainingData, device, config) -> dict:
+    """Non-overlapping patches per test clip, softmax summed over the clip, argmax (paper.md)."""
+    frames = data.cache.preset.patch_frames
+    mean, std = data.normaliser(device, per_band=True)
+    model.eval()
+    predicted = []
+    with torch.no_grad(), autocast(device, config.amp):
+        for row in data.test_rows:
+            x = torch.from_numpy(data.cache.clip_patches(int(row), frames, frames)[:, None])
+            logits, _ = model(augment.normalise(x.to(device), mean, std))
+            predicted.append(int(logits.float().softmax(1).sum(0).argmax()))
+    report = evaluate.accuracy_report(
+        data.targets(data.test_rows), np.array(predicted), n_classes=data.n_classes
+    )
+    atomic_write_text(run.path / "evaluation.json", json.dumps(report, indent=1))
+    return report

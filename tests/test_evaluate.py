@@ -1,0 +1,457 @@
+"""Evaluation on embeddings: every number checked by hand or against an independent computation
+(scikit-learn, scipy, brute-force loops), plus bad inputs and a synthetic noisy-label probe."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import optimize, stats
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
+from sklearn.neighbors import KNeighborsClassifier
+
+from aclaudio.evaluate import (
+    C_GRID,
+    LinearProbe,
+    accuracy_report,
+    clip_probabilities,
+    knn_predict,
+    pair_angles,
+    paired_difference,
+    resolvable_difference,
+    tolerance,
+    uniformity,
+    wilson_interval,
+)
+
+
+def gaussian_clips(n_clips, *, seed, n_classes=5, n_patches=5, dim=64, label_noise=0.0):
+    """Patches scattered around clip centres scattered around class means (the same means for
+    every seed). Returns patch embeddings, patch clip ids, patch labels (the clip's label, wrong
+    for a `label_noise` fraction of clips) and the true clip labels."""
+    means = 0.5 * np.random.default_rng(1234).standard_normal((n_classes, dim))
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(n_classes, size=n_clips)
+    centres = means[truth] + 0.3 * rng.standard_normal((n_clips, dim))
+    clip = np.repeat(np.arange(n_clips), n_patches)
+    emb = centres[clip] + 2.0 * rng.standard_normal((len(clip), dim))
+    flip = rng.random(n_clips) < label_noise
+    noisy = np.where(flip, (truth + rng.integers(1, n_classes, size=n_clips)) % n_classes, truth)
+    return emb.astype(np.float32), clip, noisy[clip], truth
+
+
+# ----------------------------------------------------------------------------- clip decisions
+
+
+def test_clip_probabilities_mean_and_sum_by_hand():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5], [0.4, 0.6], [1.0, 0.0]])
+    clips = np.array([7, 3, 7, 3, 3])
+    ids, mean = clip_probabilities(probs, clips)
+    assert ids.tolist() == [3, 7]
+    np.testing.assert_allclose(mean, [[1.6 / 3, 1.4 / 3], [0.7, 0.3]])
+    ids, total = clip_probabilities(torch.tensor(probs), torch.tensor(clips), aggregate="sum")
+    np.testing.assert_allclose(total, [[1.6, 1.4], [1.4, 0.6]])
+
+
+def test_clip_probabilities_accepts_any_clip_ids():
+    ids, mean = clip_probabilities(np.eye(3), np.array(["b.wav", "a.wav", "b.wav"]))
+    assert ids.tolist() == ["a.wav", "b.wav"]
+    np.testing.assert_allclose(mean, [[0, 1, 0], [0.5, 0, 0.5]])
+
+
+@pytest.mark.parametrize(
+    ("probs", "clips", "kwargs", "message"),
+    [
+        (np.ones((3, 2)), np.arange(3), {"aggregate": "max"}, "aggregate"),
+        (np.ones((3, 2)), np.arange(2), {}, "patch_clip has 2 entries"),
+        (np.ones((0, 2)), np.arange(0), {}, "patch_probs is empty"),
+        (np.ones(3), np.arange(3), {}, "2-d"),
+        (np.array([[np.nan, 1.0]]), np.arange(1), {}, "NaN"),
+    ],
+)
+def test_clip_probabilities_bad_input(probs, clips, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        clip_probabilities(probs, clips, **kwargs)
+
+
+# ----------------------------------------------------------------------------- accuracy
+
+
+def test_wilson_interval_textbook_value():
+    # 81 of 263 (Agresti & Coull's example), checked by hand: p = 0.30798, z = 1.95996,
+    # centre = (p + z^2/2n) / (1 + z^2/n) = 0.31075, half-width = 0.05546.
+    low, high = wilson_interval(81, 263)
+    assert low == pytest.approx(0.2553, abs=1e-4)
+    assert high == pytest.approx(0.3662, abs=1e-4)
+
+
+@pytest.mark.parametrize(("k", "n", "confidence"), [(81, 263, 0.95), (3, 10, 0.9), (47, 50, 0.99)])
+def test_wilson_interval_inverts_the_score_test(k, n, confidence):
+    """Independent check: the interval is where |k/n - p| = z sqrt(p (1 - p) / n)."""
+    z = stats.norm.ppf(0.5 + confidence / 2)
+
+    def score(p):
+        return abs(k / n - p) - z * math.sqrt(p * (1 - p) / n)
+
+    low = optimize.brentq(score, 1e-12, k / n)
+    high = optimize.brentq(score, k / n, 1 - 1e-12)
+    assert wilson_interval(k, n, confidence=confidence) == pytest.approx((low, high), abs=1e-9)
+
+
+def test_wilson_interval_at_the_extremes():
+    assert wilson_interval(0, 20)[0] == 0.0
+    assert wilson_interval(20, 20)[1] == 1.0
+    assert wilson_interval(0, 20)[1] == pytest.approx(1 - wilson_interval(20, 20)[0])
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "confidence"), [(1, 0, 0.95), (5, 4, 0.95), (-1, 4, 0.95), (2, 4, 1.0)]
+)
+def test_wilson_interval_bad_input(k, n, confidence):
+    with pytest.raises(ValueError):
+        wilson_interval(k, n, confidence=confidence)
+
+
+def test_accuracy_report_by_hand_and_against_sklearn():
+    y_true = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
+    y_pred = np.array([0, 0, 0, 1, 1, 0, 2, 2, 2, 3])
+    report = accuracy_report(y_true, y_pred, n_classes=4)
+    assert report["n"] == 10
+    assert report["micro"] == pytest.approx(0.7) == accuracy_score(y_true, y_pred)
+    assert report["per_class"] == [0.75, 0.5, 0.75, None]  # class 3 never occurs in y_true
+    assert report["macro"] == pytest.approx(2 / 3)
+    with pytest.warns(UserWarning):  # sklearn warns about the predicted-only class 3
+        assert report["macro"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
+    assert report["confusion"] == [[3, 1, 0, 0], [1, 1, 0, 0], [0, 0, 3, 1], [0, 0, 0, 0]]
+    assert report["support"] == [4, 2, 4, 0]
+    assert report["micro_ci"] == pytest.approx(list(wilson_interval(7, 10)))
+    json.dumps(report, allow_nan=False)
+
+
+def test_accuracy_report_bootstrap_matches_explicit_resampling():
+    """The binomial shortcut against resampling clips within each class, on 100 clips."""
+    rng = np.random.default_rng(5)
+    y_true = rng.integers(4, size=100)
+    y_pred = np.where(rng.random(100) < 0.7, y_true, rng.integers(4, size=100))
+    report = accuracy_report(y_true, y_pred, n_classes=4, n_boot=4000, seed=1)
+    classes = [np.flatnonzero(y_true == c) for c in range(4)]
+    macro = []
+    for _ in range(4000):
+        picks = [rng.choice(members, size=len(members)) for members in classes]
+        macro.append(np.mean([np.mean(y_true[p] == y_pred[p]) for p in picks]))
+    # Monte Carlo error of each bound is about 0.002; a 97.5 % interval would be 0.01 wider.
+    assert report["macro_ci"] == pytest.approx(np.quantile(macro, [0.025, 0.975]), abs=0.005)
+    assert report["macro_ci"][0] < report["macro"] < report["macro_ci"][1]
+    assert accuracy_report(y_true, y_pred, n_classes=4, n_boot=4000, seed=1) == report
+
+
+@pytest.mark.parametrize(
+    ("y_true", "y_pred", "message"),
+    [
+        ([0, 1, 2], [0, 1], "y_pred has 2 entries"),
+        ([], [], "non-empty"),
+        ([0, 1, 5], [0, 1, 2], r"outside \[0, 3\)"),
+        ([0.0, 1.0], [0, 1], "integer"),
+    ],
+)
+def test_accuracy_report_bad_input(y_true, y_pred, message):
+    with pytest.raises(ValueError, match=message):
+        accuracy_report(np.array(y_true), np.array(y_pred), n_classes=3)
+
+
+# ----------------------------------------------------------------------------- paired seeds
+
+
+def test_paired_difference_by_hand_and_against_scipy():
+    a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.zeros(4)
+    result = paired_difference(a, b, names=("acl", "nt_xent"))
+    # mean 2.5, sd 1.2910, t(0.975, 3) = 3.1824: 2.5 +- 2.0543
+    assert result["mean_difference"] == 2.5
+    assert result["ci"] == pytest.approx([0.4457, 4.5543], abs=1e-4)
+    ttest = stats.ttest_rel(a, b)
+    assert result["ci"] == pytest.approx(list(ttest.confidence_interval()))
+    assert result["p_ttest"] == pytest.approx(ttest.pvalue)
+    assert result["p_wilcoxon"] is None  # fewer than 6 seeds
+    assert result["verdict"].startswith("acl higher than nt_xent by 2.5")
+    json.dumps(result, allow_nan=False)
+
+
+def test_paired_difference_unresolved_and_wilcoxon():
+    a = np.array([70.1, 71.5, 69.8, 72.0, 70.4, 71.1])
+    b = np.array([70.5, 70.9, 70.2, 71.4, 70.9, 70.8])
+    result = paired_difference(a, b)
+    assert result["ci"][0] < 0 < result["ci"][1]
+    assert result["verdict"].startswith("no resolvable difference")
+    assert result["p_wilcoxon"] == pytest.approx(stats.wilcoxon(a, b).pvalue)
+    reverse = paired_difference(b + [4, 5, 6, 4, 5, 6], b)
+    assert reverse["verdict"].startswith("a higher than b by 5")
+    worse = paired_difference(b, b + [4, 5, 6, 4, 5, 6], names=("x", "y"))
+    assert worse["verdict"].startswith("y higher than x by 5")
+    same = paired_difference(b, b)
+    assert same["ci"] == [0, 0] and same["p_ttest"] is None  # all differences zero: no test
+    assert same["verdict"].startswith("no resolvable difference")
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "message"),
+    [
+        ([1.0], [2.0], "at least 2"),
+        ([1.0, 2.0], [1.0], "b has 1 entries"),
+        ([1, np.nan], [1, 2], "NaN"),
+    ],
+)
+def test_paired_difference_bad_input(a, b, message):
+    with pytest.raises(ValueError, match=message):
+        paired_difference(np.array(a), np.array(b))
+
+
+def test_resolvable_difference():
+    # (1.959964 + 0.841621) / sqrt(4) for a standard deviation of 1
+    assert resolvable_difference(1.0, 4) == pytest.approx(2.801585 / 2, abs=1e-6)
+    delta = resolvable_difference(3.2, 20, confidence=0.9, power=0.9)
+    z = stats.norm.ppf(0.95)
+    assert stats.norm.cdf(delta * math.sqrt(20) / 3.2 - z) == pytest.approx(0.9)  # the power
+    with pytest.raises(ValueError):
+        resolvable_difference(-1.0, 4)
+    with pytest.raises(ValueError):
+        resolvable_difference(1.0, 4, power=1.0)
+
+
+# ----------------------------------------------------------------------------- linear probe
+
+
+@pytest.fixture(scope="module")
+def noisy_problem():
+    """Training clips with 30 % wrong labels, a clean selection set and a clean test set."""
+    train_emb, _, train_labels, _ = gaussian_clips(400, seed=0, label_noise=0.3)
+    select_emb, select_clip, select_labels, _ = gaussian_clips(100, seed=1)
+    test_emb, test_clip, _, test_truth = gaussian_clips(300, seed=2)
+    probe = LinearProbe(n_classes=5).fit(
+        train_emb, train_labels, select_emb, select_clip, select_labels
+    )
+    return probe, test_emb, test_clip, test_truth
+
+
+def test_linear_probe_learns_through_label_noise(noisy_problem):
+    probe, test_emb, test_clip, test_truth = noisy_problem
+    scores = probe.selection_scores
+    assert list(scores) == list(C_GRID)
+    assert len(set(scores.values())) > 1  # the choice matters here
+    assert scores[probe.selected_c] == max(scores.values())
+    ids, labels = probe.predict_clips(test_emb, test_clip)
+    assert ids.tolist() == list(range(300))
+    clip_accuracy = np.mean(labels == test_truth)
+    patch_accuracy = np.mean(probe.predict_proba(test_emb).argmax(axis=1) == test_truth[test_clip])
+    assert clip_accuracy > 0.9
+    assert clip_accuracy > patch_accuracy + 0.1  # averaging the noisy patches pays
+
+
+def test_linear_probe_breaks_ties_towards_stronger_regularisation():
+    emb, clip, labels, _ = gaussian_clips(40, seed=6, n_classes=2)
+    emb[:, 0] += 100.0 * labels  # separable: every C classifies the selection set perfectly
+    probe = LinearProbe(n_classes=2, c_grid=(1.0, 0.1, 0.01)).fit(emb, labels, emb, clip, labels)
+    assert probe.selection_scores == {0.01: 1.0, 0.1: 1.0, 1.0: 1.0}
+    assert probe.selected_c == 0.01
+
+
+def test_linear_probe_keeps_every_c(noisy_problem):
+    probe, test_emb, test_clip, _ = noisy_problem
+    probs = {c: probe.predict_proba(test_emb, c=c) for c in C_GRID}
+    np.testing.assert_allclose(probs[C_GRID[0]].sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(probe.predict_proba(test_emb), probs[probe.selected_c])
+    # weaker regularisation gives more confident predictions
+    confidence = [probs[c].max(axis=1).mean() for c in C_GRID]
+    assert confidence == sorted(confidence)
+    with pytest.raises(ValueError, match="not in the fitted grid"):
+        probe.predict_proba(test_emb, c=0.5)
+    with pytest.raises(ValueError, match="dimension 3"):
+        probe.predict_proba(test_emb[:, :3])
+
+
+def test_linear_probe_matches_sklearn_logistic_regression():
+    """Same objective as scikit-learn's C: the same probabilities on standardised inputs."""
+    emb, clip, labels, _ = gaussian_clips(60, seed=3, label_noise=0.3, dim=16)
+    for normalize in (False, True):
+        probe = LinearProbe(n_classes=5, c_grid=(0.05,), normalize=normalize)
+        probe.fit(emb, labels, emb, clip, labels)
+        x = emb / np.linalg.norm(emb, axis=1, keepdims=True) if normalize else emb
+        x = (x - x.mean(axis=0)) / x.std(axis=0, ddof=1)
+        reference = LogisticRegression(C=0.05, max_iter=1000, tol=1e-8).fit(x, labels)
+        ours = probe.predict_proba(emb)
+        np.testing.assert_allclose(ours, reference.predict_proba(x), atol=1e-3)
+
+
+def test_linear_probe_bad_input():
+    emb, clip, labels, _ = gaussian_clips(20, seed=4)
+    probe = LinearProbe(n_classes=5, c_grid=(0.1,))
+    with pytest.raises(ValueError, match="not fitted"):
+        probe.predict_proba(emb)
+    with pytest.raises(ValueError, match="train_labels has 99 entries"):
+        probe.fit(emb, labels[:99], emb, clip, labels)
+    mixed = labels.copy()
+    mixed[0] = (mixed[1] + 1) % 5  # two labels inside clip 0
+    with pytest.raises(ValueError, match="same clip"):
+        probe.fit(emb, labels, emb, clip, mixed)
+    broken = emb.copy()
+    broken[3, 3] = np.nan
+    with pytest.raises(ValueError, match="train_emb contains NaN"):
+        probe.fit(broken, labels, emb, clip, labels)
+    with pytest.raises(ValueError, match="select_emb has dimension 8, the probe 64"):
+        probe.fit(emb, labels, emb[:, :8], clip, labels)
+    probe.fit(emb, labels, emb, clip, labels)
+    with pytest.raises(ValueError, match="select_clip has 5 entries"):
+        probe.fit(emb, labels, emb, clip[:5], labels)
+    with pytest.raises(ValueError, match="not fitted"):  # a failed refit leaves no stale model
+        probe.predict_proba(emb)
+    with pytest.raises(ValueError, match="positive"):
+        LinearProbe(n_classes=5, c_grid=(0.0, 1.0))
+
+
+# ----------------------------------------------------------------------------- kNN
+
+
+def knn_brute_force(train, labels, query, *, k, n_classes, temperature):
+    """One query at a time: cosine similarities, the k largest, exp-weighted votes."""
+    train = train / np.linalg.norm(train, axis=1, keepdims=True)
+    out = []
+    for q in query:
+        sims = train @ (q / np.linalg.norm(q))
+        nearest = np.argsort(-sims)[:k]
+        votes = np.zeros(n_classes)
+        for i in nearest:
+            votes[labels[i]] += math.exp(sims[i] / temperature)
+        out.append(votes / votes.sum())
+    return np.array(out)
+
+
+def test_knn_against_brute_force_and_sklearn():
+    rng = np.random.default_rng(0)
+    train, query = rng.standard_normal((300, 16)), rng.standard_normal((40, 16))
+    labels = rng.integers(4, size=300)
+    ours = knn_predict(train, labels, query, n_classes=4, k=25, temperature=0.1, batch_size=7)
+    expected = knn_brute_force(train, labels, query, k=25, n_classes=4, temperature=0.1)
+    np.testing.assert_allclose(ours, expected, atol=1e-10)
+    reference = KNeighborsClassifier(
+        n_neighbors=25,
+        metric="cosine",
+        algorithm="brute",
+        weights=lambda distance: np.exp((1 - distance) / 0.1),
+    ).fit(train, labels)
+    np.testing.assert_allclose(ours, reference.predict_proba(query), atol=1e-8)
+
+
+def test_knn_clips_k_to_the_training_set():
+    rng = np.random.default_rng(1)
+    train, query = torch.randn(10, 8), torch.randn(5, 8)
+    labels = torch.tensor(rng.integers(3, size=10))
+    clipped = knn_predict(train, labels, query, n_classes=3, k=200, temperature=1.0)
+    exact = knn_brute_force(
+        train.numpy(), labels.numpy(), query.numpy(), k=10, n_classes=3, temperature=1.0
+    )
+    np.testing.assert_allclose(clipped, exact, atol=1e-6)
+
+
+def test_knn_survives_small_temperatures_in_float32():
+    train = torch.randn(50, 8)
+    labels = torch.arange(50) % 3
+    query = train[:6]  # similarity 1 to themselves: exp(1 / 0.01) overflows float32
+    probs = knn_predict(train, labels, query, n_classes=3, k=5, temperature=0.01)
+    assert np.isfinite(probs).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-6)
+    assert (probs.argmax(axis=1) == labels[:6].numpy()).all()  # each query's twin dominates
+
+
+@pytest.mark.parametrize(
+    ("train", "query", "kwargs", "message"),
+    [
+        (np.ones((5, 4)), np.ones((2, 3)), {}, "dimension 3"),
+        (np.zeros((5, 4)), np.ones((2, 4)), {}, "all-zero rows"),
+        (np.ones((5, 4)), np.full((2, 4), np.nan), {}, "query_emb contains NaN"),
+        (np.ones((5, 4)), np.ones((2, 4)), {"k": 0}, "k >= 1"),
+    ],
+)
+def test_knn_bad_input(train, query, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        knn_predict(train, np.zeros(5, dtype=int), query, n_classes=2, **kwargs)
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def test_uniformity_against_brute_force_and_extremes():
+    z = np.random.default_rng(0).standard_normal((30, 5))
+    unit = z / np.linalg.norm(z, axis=1, keepdims=True)
+    terms = [math.exp(-2.0 * np.sum((unit[i] - unit[j]) ** 2)) for i in range(30) for j in range(i)]
+    assert uniformity(z) == pytest.approx(math.log(np.mean(terms)), rel=1e-6)
+    assert uniformity(np.tile([[3.0, 4.0]], (6, 1))) == pytest.approx(0.0, abs=1e-6)
+    assert uniformity(np.eye(8) * 5, t=3.0) == pytest.approx(-6.0)  # exp(-t * 2) for every pair
+    with pytest.raises(ValueError, match="at least 2"):
+        uniformity(np.ones((1, 3)))
+
+
+def test_tolerance_against_brute_force_and_extremes():
+    rng = np.random.default_rng(1)
+    z, labels = rng.standard_normal((40, 6)), rng.integers(4, size=40)
+    unit = z / np.linalg.norm(z, axis=1, keepdims=True)
+    same = [
+        unit[i] @ unit[j] for i in range(40) for j in range(40) if i != j and labels[i] == labels[j]
+    ]
+    assert tolerance(z, labels) == pytest.approx(np.mean(same))
+    assert tolerance(np.tile([[1.0, 2.0, 2.0]], (5, 1)), np.zeros(5)) == pytest.approx(1.0)
+    assert tolerance(np.eye(4), [0, 0, 0, 0]) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="two or more"):
+        tolerance(np.eye(3), [0, 1, 2])
+    with pytest.raises(ValueError, match="labels has 2 entries"):
+        tolerance(np.eye(3), [0, 1])
+
+
+def test_pair_angles_against_brute_force():
+    rng = np.random.default_rng(2)
+    h1, h2 = rng.standard_normal((6, 5)), rng.standard_normal((6, 5))
+    positives, negatives = pair_angles(h1, h2)
+    views = np.concatenate([h1, h2])
+    views /= np.linalg.norm(views, axis=1, keepdims=True)
+
+    def angle(i, j):
+        return math.acos(np.clip(views[i] @ views[j], -1, 1))
+
+    expected = [angle(i, j) for i in range(12) for j in range(i + 1, 12) if j != i + 6]
+    assert len(negatives) == 2 * 6 * 5
+    np.testing.assert_allclose(negatives, expected, atol=1e-7)
+    np.testing.assert_allclose(positives, [angle(i, i + 6) for i in range(6)], atol=1e-7)
+
+
+def test_pair_angles_resolves_tiny_and_opposite_angles_in_float32():
+    a = torch.nn.functional.normalize(torch.randn(30, 2), dim=1)  # > 25 rows: cdist's mm regime
+    b = a.clone()
+    a[:2] = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    b[:2] = torch.tensor([[1.0, 1e-4], [-1e-4, -1.0]])  # 1e-4 rad, and pi - 1e-4 rad
+    positives, negatives = pair_angles(a, b)
+    np.testing.assert_allclose(positives[:2], [1e-4, math.pi - 1e-4], rtol=1e-6)
+    np.testing.assert_allclose(positives[2:], 0, atol=1e-6)
+    assert float(torch.arccos((a[0] * b[0]).sum())) == 0.0  # what the naive formula gives
+    assert len(negatives) == 2 * 30 * 29
+    with pytest.raises(ValueError, match="same shape"):
+        pair_angles(a, b[:1])
+
+
+def test_knn_leave_one_out_matches_brute_force():
+    rng = np.random.default_rng(3)
+    emb = rng.standard_normal((40, 8))
+    labels = rng.integers(0, 3, 40)
+    probs = knn_predict(emb, labels, emb, n_classes=3, k=5, exclude_self=True, batch_size=16)
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    for i in range(40):
+        others = [j for j in range(40) if j != i]
+        sims = unit[others] @ unit[i]
+        top = np.argsort(-sims)[:5]
+        votes = np.zeros(3)
+        for t in top:
+            votes[labels[others][t]] += np.exp((sims[t] - sims[top[0]]) / 0.07)
+        np.testing.assert_allclose(probs[i], votes / votes.sum(), atol=1e-5)
+    with pytest.raises(ValueError, match="queries to be the training rows"):
+        knn_predict(emb, labels, emb[:5], n_classes=3, exclude_self=True)
