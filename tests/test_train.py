@@ -1,0 +1,139 @@
+"""The training engine end to end on the smoke dataset: runs, reuse, kill and resume, NaN."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from aclaudio import config, runs, synth, train
+
+
+@pytest.fixture(scope="module")
+def smoke_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke")
+    synth.synthesize(root, profile="smoke", seed=0, progress=False)
+    return root
+
+
+def smoke_pretrain(data_dir, **overrides):
+    settings = dict(data_dir=str(data_dir), subset="all", epochs=3, knn_every=1) | overrides
+    return config.profile_config("pretrain", "smoke", **settings)
+
+
+def weights(run: runs.Run) -> dict[str, torch.Tensor]:
+    return run.load_checkpoint("last")["model"]
+
+
+def test_pretrain_runs_evaluates_and_is_reused(smoke_data, tmp_path):
+    cfg = smoke_pretrain(smoke_data, alpha=0.5)
+    run = train.pretrain(cfg, runs_dir=tmp_path, progress=False)
+    summary = run.summary()
+    assert run.finished and summary["finished_epochs"] == 3
+    assert (
+        0 <= summary["test_micro_low"] <= summary["test_micro"] <= summary["test_micro_high"] <= 1
+    )
+    assert summary["test_n"] == 40 and -4 <= summary["uniformity"] <= 0
+    metrics = run.metrics()
+    assert metrics["epoch"].tolist() == [0, 1, 2] and np.isfinite(metrics["loss"]).all()
+    assert (run.path / "test_embeddings.npz").is_file() and (run.path / "evaluation.json").is_file()
+    results = runs.load_results(tmp_path)
+    assert results["run"].tolist() == [run.id] and results["alpha"].tolist() == [0.5]
+
+    stamp = (run.path / "finished.json").stat().st_mtime_ns
+    again = train.pretrain(cfg, runs_dir=tmp_path, progress=False)  # finished: nothing to do
+    assert again.path == run.path and (run.path / "finished.json").stat().st_mtime_ns == stamp
+    assert len(runs.load_results(tmp_path)) == 1
+
+
+def test_every_loss_starts_from_the_same_weights(smoke_data):
+    device = torch.device("cpu")
+    a = train.build_contrastive_model(smoke_pretrain(smoke_data, alpha=1.0), device)
+    b = train.build_contrastive_model(smoke_pretrain(smoke_data, alpha=0.0, margin=1.0), device)
+    c = train.build_contrastive_model(smoke_pretrain(smoke_data, seed=1), device)
+    for (name, wa), wb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(wa, wb), name
+    assert not all(torch.equal(x, y) for x, y in zip(a.parameters(), c.parameters(), strict=True))
+
+
+RESUMABLE = """
+import sys
+from aclaudio import config, train
+cfg = config.profile_config("pretrain", "smoke", data_dir=sys.argv[1], subset="all", epochs=6,
+                            knn_every=2)
+train.pretrain(cfg, runs_dir=sys.argv[2], progress=False)
+"""
+
+
+def test_killed_pretraining_resumes_to_the_same_weights(smoke_data, tmp_path):
+    killed_dir = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-c", RESUMABLE, str(smoke_data), str(killed_dir)])
+    deadline = time.monotonic() + 120
+    while not list(killed_dir.glob("*/last.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.4)  # well inside a later epoch
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    (run_dir,) = killed_dir.glob("pretrain-*")
+    assert not (run_dir / "finished.json").exists()
+    done_before = runs.load_run(run_dir).load_checkpoint()["epoch"]
+    assert done_before < 5
+
+    subprocess.run([sys.executable, "-c", RESUMABLE, str(smoke_data), str(killed_dir)], check=True)
+    straight_dir = tmp_path / "straight"
+    subprocess.run(
+        [sys.executable, "-c", RESUMABLE, str(smoke_data), str(straight_dir)], check=True
+    )
+    resumed, straight = (
+        runs.load_run(run_dir),
+        runs.load_run(next(straight_dir.glob("pretrain-*"))),
+    )
+    assert resumed.finished and straight.finished
+    for (name, a), b in zip(weights(resumed).items(), weights(straight).values(), strict=True):
+        assert torch.equal(a, b), name
+    assert resumed.metrics()["epoch"].tolist() == list(range(6))
+    assert resumed.summary()["test_micro"] == straight.summary()["test_micro"]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(smoke_data, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_acl = train.losses.acl
+
+    def acl_that_explodes(*args, **kwargs):
+        calls["n"] += 1
+        loss = real_acl(*args, **kwargs)
+        return loss * torch.nan if calls["n"] > 4 else loss  # epoch 0 has 3 steps
+
+    monkeypatch.setattr(train.losses, "acl", acl_that_explodes)
+    cfg = smoke_pretrain(smoke_data)
+    with pytest.raises(train.TrainingError, match="loss became nan at epoch 1, step 1"):
+        train.pretrain(cfg, runs_dir=tmp_path, progress=False)
+    run = runs.open_run(cfg, tmp_path)
+    assert run.load_checkpoint()["epoch"] == 0 and not run.finished
+    monkeypatch.setattr(train.losses, "acl", real_acl)
+    assert train.pretrain(cfg, runs_dir=tmp_path, progress=False).finished  # resumes from epoch 1
+
+
+def test_supervised_runs_with_validation_split(smoke_data, tmp_path):
+    cfg = config.profile_config(
+        "supervised", "smoke", data_dir=str(smoke_data), subset="all", alpha=0.7, epochs=3
+    )
+    run = train.supervised(cfg, runs_dir=tmp_path, progress=False)
+    summary, metrics = run.summary(), run.metrics()
+    assert run.finished and summary["test_n"] == 40
+    assert summary["best_val_loss"] == pytest.approx(metrics["val_loss"].min())
+    assert summary["best_epoch"] == int(metrics["val_loss"].idxmin())
+    assert 0 <= summary["test_micro"] <= 1
+
+
+def test_bad_configs_fail_clearly(smoke_data, tmp_path):
+    with pytest.raises(ValueError, match="no data_dir"):
+        train.pretrain(config.profile_config("pretrain", "smoke"), runs_dir=tmp_path)
+    with pytest.raises(ValueError, match="batch_size 512 exceeds the 60 training clips"):
+        train.pretrain(smoke_pretrain(smoke_data, batch_size=512), runs_dir=tmp_path)
