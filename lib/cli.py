@@ -54,6 +54,69 @@ def _bench(args: argparse.Namespace) -> dict:
     return {"bench": args.what, "rows": table.to_dict(orient="records")}
 
 
+def _configured(args: argparse.Namespace, kind: str, **fixed):
+    from .config import profile_config, with_overrides
+
+    extra = {"seed": args.seed} if args.seed is not None else {}
+    base = profile_config(
+        kind, args.profile, data_dir=str(args.data_dir.resolve()), **fixed, **extra
+    )
+    return with_overrides(base, args.set or [])
+
+
+def _run_summary(run) -> dict:
+    return {"run_dir": str(run.path), **run.summary()}
+
+
+def _pretrain(args: argparse.Namespace) -> dict:
+    from .train import pretrain
+
+    return _run_summary(pretrain(_configured(args, "pretrain"), runs_dir=args.runs_dir))
+
+
+def _supervised(args: argparse.Namespace) -> dict:
+    from .train import supervised
+
+    config = _configured(args, "supervised", subset=args.subset)
+    return _run_summary(supervised(config, runs_dir=args.runs_dir))
+
+
+def _linear_eval(args: argparse.Namespace) -> dict:
+    from .runs import load_run
+    from .train import relinear_evaluation
+
+    result = relinear_evaluation(load_run(args.run_dir))
+    for name in ("micro", "macro"):
+        low, high = result[f"test_{name}_low"], result[f"test_{name}_high"]
+        print(f"{name} accuracy {result[f'test_{name}']:.2%} (95 % CI {low:.2%} to {high:.2%})")
+    return {"run_dir": str(args.run_dir), **result}
+
+
+def _embed(args: argparse.Namespace) -> dict:
+    import numpy as np
+
+    from .runs import load_run
+    from .train import embed_subset
+
+    arrays = embed_subset(load_run(args.run_dir), args.subset)
+    out = args.out or Path(args.run_dir) / f"embeddings-{args.subset}.npz"
+    np.savez_compressed(out, **arrays)
+    return {"out": str(out), "clips": len(arrays["h"]), "dim": arrays["h"].shape[1]}
+
+
+def _add_training_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--profile", choices=["smoke", "cpu", "paper"], default="cpu")
+    command.add_argument("--data-dir", type=Path, required=True, help="dataset folder")
+    command.add_argument("--seed", type=int, help="default: the profile's (0)")
+    command.add_argument(
+        "--set", action="append", metavar="KEY=VALUE",
+        help="override a setting, e.g. --set alpha=0.3 --set augment.noise=0 (repeatable)",
+    )  # fmt: skip
+    command.add_argument(
+        "--runs-dir", type=Path, help="run store (default $ACLAUDIO_RUNS or ./runs)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aclaudio",
@@ -87,6 +150,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     feats.add_argument("--workers", type=int, help="processes (default: one per core)")
     feats.set_defaults(run=_features)
+
+    pretrain = commands.add_parser("pretrain", help="self-supervised pretraining + linear eval")
+    _add_training_options(pretrain)
+    pretrain.set_defaults(run=_pretrain)
+
+    supervised = commands.add_parser("supervised", help="the supervised baseline CNN (CE or ACL)")
+    _add_training_options(supervised)
+    supervised.add_argument(
+        "--subset", choices=["clean", "noisy", "noisy_small", "all"], default="clean"
+    )
+    supervised.set_defaults(run=_supervised)
+
+    linear = commands.add_parser("linear-eval", help="linear evaluation of a pretraining run")
+    linear.add_argument("run_dir", type=Path)
+    linear.set_defaults(run=_linear_eval)
+
+    embed = commands.add_parser("embed", help="clip embeddings (h and z) of a pretraining run")
+    embed.add_argument("run_dir", type=Path)
+    embed.add_argument("--subset", default="test", help="clean, noisy, noisy_small, all or test")
+    embed.add_argument("--out", type=Path, help="default: RUN_DIR/embeddings-SUBSET.npz")
+    embed.set_defaults(run=_embed)
 
     bench = commands.add_parser("bench", help="run a benchmark, table under results/bench/")
     bench.add_argument("what", choices=["features", "loss"])

@@ -19,7 +19,7 @@ from .augment import AugmentConfig
 PROFILES = ("smoke", "cpu", "paper")
 
 # Fields that change how a run executes but not what it computes: left out of its hash.
-NOT_HASHED = frozenset({"device", "workers", "compile"})
+NOT_HASHED = frozenset({"device", "compile"})
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,6 @@ class PretrainConfig:
     amp: bool = True  # bfloat16 autocast where the device supports it
     channels_last: bool = True
     compile: bool = False
-    workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,6 @@ class SupervisedConfig:
     amp: bool = True
     channels_last: bool = True
     compile: bool = False
-    workers: int = 0
 
 
 def profile_config(kind: str, profile: str, **overrides: Any):

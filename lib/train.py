@@ -330,7 +330,15 @@ def clip_embeddings(patch_emb: np.ndarray, clip_of_patch: np.ndarray) -> np.ndar
     return (sums / counts)[np.argsort(np.argsort(first))]
 
 
-def test_summary(report: dict) -> dict:
+def project(model: ContrastiveModel, h: np.ndarray, device: torch.device) -> np.ndarray:
+    """z = head(h) for clip embeddings (h itself when the model has no projection head)."""
+    if model.head is None:
+        return h
+    with torch.no_grad():
+        return model.head.eval()(torch.from_numpy(h).float().to(device)).cpu().numpy()
+
+
+def flat_report(report: dict) -> dict:
     """The flat numbers of an accuracy report, as result-table columns."""
     return {
         "test_n": report["n"],
@@ -371,9 +379,7 @@ def linear_evaluation(run: Run, model, data: TrainingData, config, device) -> di
     clip_ids, predicted = probe.predict_clips(test_emb, test_clip)
     report = evaluate.accuracy_report(targets[clip_ids], predicted, n_classes=data.n_classes)
     test_h = clip_embeddings(test_emb, test_clip)
-    with torch.no_grad():
-        head = model.head.eval() if model.head is not None else None
-        test_z = head(torch.from_numpy(test_h).float().to(device)).cpu().numpy() if head else test_h
+    test_z = project(model, test_h, device)
     np.savez_compressed(
         run.path / "test_embeddings.npz", h=test_h, z=test_z, target=targets[clip_ids]
     )
@@ -387,7 +393,7 @@ def linear_evaluation(run: Run, model, data: TrainingData, config, device) -> di
     return {
         "probe_c": probe.selected_c,
         "best_epoch": best["epoch"] if best is not None else config.epochs - 1,
-        **test_summary(report),
+        **flat_report(report),
         "uniformity": evaluate.uniformity(test_z),
         "tolerance": evaluate.tolerance(test_z, targets[clip_ids]),
     }
@@ -509,7 +515,7 @@ def supervised(config: SupervisedConfig, *, runs_dir=None, progress: bool = True
         model.load_state_dict(best_state["model"])
     report = _supervised_test(run, model, data, device, config)
     summary = {
-        **test_summary(report),
+        **flat_report(report),
         "best_epoch": best_state["epoch"] if best_state else None,
         "best_val_loss": best,
         "run": run.id,
@@ -559,3 +565,40 @@ def _supervised_test(run: Run, model, data: TrainingData, device, config) -> dic
     )
     atomic_write_text(run.path / "evaluation.json", json.dumps(report, indent=1))
     return report
+
+
+# ----------------------------------------------------------------------------- finished runs
+
+
+def load_pretrained(run: Run, *, progress: bool = True):
+    """A pretraining run's model (best checkpoint, else last), its data and device."""
+    if not isinstance(run.config, PretrainConfig):
+        raise ValueError(f"{run.path}: not a pretraining run")
+    device = resolve_device(run.config.device)
+    data = TrainingData.load(run.config, progress=progress)
+    model = build_contrastive_model(run.config, device)
+    state = run.load_checkpoint("best") or run.load_checkpoint("last")
+    if state is None:
+        raise ValueError(f"{run.path}: no checkpoint yet; run pretraining first")
+    model.load_state_dict(state["model"])
+    return model, data, device
+
+
+def relinear_evaluation(run: Run, *, progress: bool = True) -> dict:
+    """Linear evaluation of a pretraining run again (its summary is not changed)."""
+    model, data, device = load_pretrained(run, progress=progress)
+    return linear_evaluation(run, model, data, run.config, device)
+
+
+def embed_subset(run: Run, subset: str, *, progress: bool = True) -> dict[str, np.ndarray]:
+    """Clip embeddings of a subset: h (encoder), z (projection), targets and file names."""
+    model, data, device = load_pretrained(run, progress=progress)
+    rows = np.flatnonzero(subset_mask(data.cache.clips, subset))
+    patch_emb, clip_of_patch = embed(model.encoder, data, rows, device, amp=run.config.amp)
+    h = clip_embeddings(patch_emb, clip_of_patch)
+    return {
+        "h": h,
+        "z": project(model, h, device),
+        "target": data.targets(rows),
+        "fname": data.cache.clips["fname"].to_numpy()[rows].astype(str),
+    }

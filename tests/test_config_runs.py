@@ -56,7 +56,7 @@ def test_overrides_are_typed_and_checked():
 
 def test_hash_names_what_changes_the_result():
     base = config.profile_config("pretrain", "cpu", data_dir="/d")
-    same = dataclasses.replace(base, device="cuda", workers=4)
+    same = dataclasses.replace(base, device="cuda", compile=True)
     assert config.config_hash(base) == config.config_hash(same)
     assert config.config_hash(base) != config.config_hash(dataclasses.replace(base, seed=1))
     noisy = config.with_overrides(base, ["augment.noise=0.02"])

@@ -1,0 +1,69 @@
+"""The `aclaudio` command: every subcommand ends with a JSON summary line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aclaudio import cli
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, dict, str]:
+    code = cli.main([str(a) for a in argv])
+    out = capsys.readouterr().out.strip().splitlines()
+    return code, json.loads(out[-1]), "\n".join(out[:-1])
+
+
+def test_data_commands(tmp_path, capsys):
+    code, summary, _ = run_cli(capsys, "synth", "--to", tmp_path, "--profile", "smoke")
+    assert code == 0 and summary["ok"] and summary["clips"]["test"] == 40
+    (tmp_path / "FSDnoisy18k.audio_train" / "1.wav").write_bytes(b"")
+    code, summary, text = run_cli(capsys, "data", "summary", tmp_path)
+    assert code == 0 and summary["n_classes"] == 20
+    assert summary["bad_files"] == [
+        {"split": "train", "fname": "1.wav", "problem": "empty file (0 bytes)"}
+    ]
+    assert "train/1.wav: empty file (0 bytes)" in text
+    code, summary, _ = run_cli(
+        capsys, "features", tmp_path, "--preset", "cpu", "--cache-dir", tmp_path / "c"
+    )
+    assert code == 0 and summary["clips"] == 99 and summary["preset_name"] == "cpu"
+    assert Path(summary["cache"]).parent == tmp_path / "c"
+
+
+def test_training_commands(tmp_path, capsys):
+    run_cli(capsys, "synth", "--to", tmp_path / "d", "--profile", "smoke")
+    common = ["--profile", "smoke", "--data-dir", tmp_path / "d", "--runs-dir", tmp_path / "r"]
+    code, summary, _ = run_cli(
+        capsys, "pretrain", *common, "--set", "subset=all", "--set", "epochs=1", "--seed", "3"
+    )
+    assert code == 0 and summary["finished_epochs"] == 1
+    run_dir = summary["run_dir"]
+    assert json.loads((Path(run_dir) / "config.json").read_text())["seed"] == 3
+    code, again, text = run_cli(capsys, "linear-eval", run_dir)
+    assert code == 0 and again["test_micro"] == summary["test_micro"]
+    assert "micro accuracy" in text and "95 % CI" in text
+    code, embedded, _ = run_cli(capsys, "embed", run_dir, "--subset", "clean")
+    assert code == 0 and embedded["clips"] == 20
+    code, summary, _ = run_cli(
+        capsys, "supervised", *common, "--subset", "all", "--set", "epochs=1"
+    )
+    assert code == 0 and summary["kind"] == "supervised"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["data", "summary", "/no/such/dir"], "dataset folder not found"),
+        (["pretrain", "--data-dir", ".", "--set", "alpah=1"], "unknown setting 'alpah'"),
+        (["linear-eval", "/no/such/run"], "not a run folder"),
+    ],
+)
+def test_errors_are_one_clear_line(capsys, argv, message):
+    assert cli.main(argv) == 1
+    captured = capsys.readouterr()
+    assert message in captured.err and "Traceback" not in captured.err
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["ok"] is False and message in summary["error"]
