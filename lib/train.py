@@ -130,10 +130,10 @@ def prefetch(batches: Iterator, device: torch.device) -> Iterator:
             yield batch
 
 
-def check_finite(loss: torch.Tensor, run: Run, epoch: int, step: int) -> None:
+def check_finite(loss: torch.Tensor, where: str, epoch: int, step: int) -> None:
     if not torch.isfinite(loss):
         raise TrainingError(
-            f"{run.path}: loss became {loss.item()} at epoch {epoch}, step {step}; training "
+            f"{where}: loss became {loss.item()} at epoch {epoch}, step {step}; training "
             "stopped. The last good checkpoint (end of the previous epoch) is kept: lower the "
             "learning rate or check the data, then rerun to resume from it."
         )
@@ -200,62 +200,16 @@ def pretrain(config: PretrainConfig, *, runs_dir=None, progress: bool = True) ->
     modules = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
     state = restore(run, modules)
     best = state.get("best", -math.inf)
-    mean, std = data.normaliser(device, per_band=False)
 
     for epoch in range(state.get("epoch", -1) + 1, config.epochs):
-        model.train()
-        seed = epoch_seed(config.seed, epoch)
-        rng = np.random.default_rng(seed)
-        torch.manual_seed(seed)
-        generator = torch.Generator(device).manual_seed(seed)
-        order = rng.permutation(data.train_rows)
-        n_steps = len(order) // config.batch_size  # drop the last partial batch, as SimCLR
-        if n_steps == 0:
-            raise ValueError(
-                f"batch_size {config.batch_size} exceeds the {len(order)} training clips"
-            )
-
-        total, epoch_start = 0.0, time.perf_counter()
-        bar = tqdm(
-            prefetch(_contrastive_batches(data, order, config.batch_size, rng), device),
-            total=n_steps,
-            disable=not progress,
-            desc=f"pretrain {run.id} epoch {epoch + 1}/{config.epochs}",
-            leave=False,
-        )
-        for step, (x1, x2, bg1, bg2) in enumerate(bar):
-            with torch.no_grad():
-                v1, v2 = augment.two_views(
-                    x1, x2, bg1, bg2, config.augment, mean=mean, std=std, generator=generator
-                )
-            views = torch.cat([v1, v2])
-            if config.channels_last:
-                views = views.contiguous(memory_format=torch.channels_last)
-            with autocast(device, config.amp):
-                h, z = step_model(views)
-            h1, h2 = h.float().chunk(2)
-            z1, z2 = z.float().chunk(2)
-            loss = losses.acl(
-                h1,
-                h2,
-                z1,
-                z2,
-                alpha=config.alpha,
-                margin=config.margin,
-                temperature=config.temperature,
-                reduction=config.reduction,
-            )
-            check_finite(loss, run, epoch, step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item()
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+        loss, n_steps, seconds = contrastive_epoch(
+            model, step_model, optimizer, data, config, epoch, device, where=str(run.path),
+            progress=progress, desc=f"pretrain {run.id} epoch {epoch + 1}/{config.epochs}",
+        )  # fmt: skip
         scheduler.step()
-        seconds = time.perf_counter() - epoch_start
         row = {
             "epoch": epoch,
-            "loss": total / n_steps,
+            "loss": loss,
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": seconds,
             "clips_per_s": n_steps * config.batch_size / seconds,
@@ -280,6 +234,67 @@ def pretrain(config: PretrainConfig, *, runs_dir=None, progress: bool = True) ->
     run.finish(summary)
     append_result(config_dict(config) | summary, run.path.parent)
     return run
+
+
+def contrastive_epoch(
+    model: ContrastiveModel,
+    step_model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: TrainingData,
+    config: PretrainConfig,
+    epoch: int,
+    device: torch.device,
+    *,
+    where: str = "",
+    max_steps: int | None = None,
+    progress: bool = False,
+    desc: str = "",
+) -> tuple[float, int, float]:
+    """One epoch of two-view training (or its first `max_steps` steps, for benchmarks).
+
+    Returns the mean loss, the number of steps and the seconds taken. Every random draw
+    (clip order, patches, backgrounds, augmentation) comes from (seed, epoch).
+    """
+    model.train()
+    seed = epoch_seed(config.seed, epoch)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    generator = torch.Generator(device).manual_seed(seed)
+    mean, std = data.normaliser(device, per_band=False)
+    order = rng.permutation(data.train_rows)
+    n_steps = len(order) // config.batch_size  # drop the last partial batch, as SimCLR
+    if n_steps == 0:
+        raise ValueError(f"batch_size {config.batch_size} exceeds the {len(order)} training clips")
+    n_steps = min(n_steps, max_steps or n_steps)
+    total, start = 0.0, time.perf_counter()
+    batches = prefetch(_contrastive_batches(data, order[: n_steps * config.batch_size],
+                                            config.batch_size, rng), device)  # fmt: skip
+    bar = tqdm(batches, total=n_steps, disable=not progress, desc=desc, leave=False)
+    for step, (x1, x2, bg1, bg2) in enumerate(bar):
+        with torch.no_grad():
+            v1, v2 = augment.two_views(
+                x1, x2, bg1, bg2, config.augment, mean=mean, std=std, generator=generator
+            )
+        views = torch.cat([v1, v2])
+        if config.channels_last:
+            views = views.contiguous(memory_format=torch.channels_last)
+        with autocast(device, config.amp):
+            h, z = step_model(views)
+        h1, h2 = h.float().chunk(2)
+        z1, z2 = z.float().chunk(2)
+        loss = losses.acl(
+            h1, h2, z1, z2, alpha=config.alpha, margin=config.margin,
+            temperature=config.temperature, reduction=config.reduction,
+        )  # fmt: skip
+        check_finite(loss, where, epoch, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return total / n_steps, n_steps, time.perf_counter() - start
 
 
 def _contrastive_batches(data: TrainingData, order: np.ndarray, batch_size: int, rng) -> Iterator:
@@ -476,7 +491,7 @@ def supervised(config: SupervisedConfig, *, runs_dir=None, progress: bool = True
         )
         for step, (x, y) in enumerate(bar):
             loss = loss_of(x, y)
-            check_finite(loss, run, epoch, step)
+            check_finite(loss, str(run.path), epoch, step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
