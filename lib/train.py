@@ -275,26 +275,48 @@ def contrastive_epoch(
             v1, v2 = augment.two_views(
                 x1, x2, bg1, bg2, config.augment, mean=mean, std=std, generator=generator
             )
-        views = torch.cat([v1, v2])
-        if config.channels_last:
-            views = views.contiguous(memory_format=torch.channels_last)
-        with autocast(device, config.amp):
-            h, z = step_model(views)
-        h1, h2 = h.float().chunk(2)
-        z1, z2 = z.float().chunk(2)
-        loss = losses.acl(
-            h1, h2, z1, z2, alpha=config.alpha, margin=config.margin,
-            temperature=config.temperature, reduction=config.reduction,
-        )  # fmt: skip
+        loss = contrastive_step(step_model, optimizer, v1, v2, config, device)
         check_finite(loss, where, epoch, step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
         total += loss.item()
         bar.set_postfix(loss=f"{loss.item():.4f}")
     if device.type == "cuda":
         torch.cuda.synchronize()
     return total / n_steps, n_steps, time.perf_counter() - start
+
+
+def contrastive_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    v1: torch.Tensor,
+    v2: torch.Tensor,
+    config: PretrainConfig,
+    device: torch.device,
+) -> torch.Tensor:
+    """Forward both views in one batch, ACL, backward, optimiser step; returns the loss.
+
+    Under torch.distributed the loss gathers every rank's embeddings (negatives span the
+    global batch) and DDP averages the gradients: the step equals the single-process one.
+    """
+    views = torch.cat([v1, v2])
+    if config.channels_last:
+        views = views.contiguous(memory_format=torch.channels_last)
+    with autocast(device, config.amp):
+        h, z = model(views)
+    h1, h2 = h.float().chunk(2)
+    z1, z2 = z.float().chunk(2)
+    loss = losses.acl(
+        h1, h2, z1, z2, alpha=config.alpha, margin=config.margin,
+        temperature=config.temperature, reduction=config.reduction, gather=is_distributed(),
+    )  # fmt: skip
+    if torch.isfinite(loss):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return loss.detach()
+
+
+def is_distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 def _contrastive_batches(data: TrainingData, order: np.ndarray, batch_size: int, rng) -> Iterator:
