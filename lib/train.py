@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -72,7 +73,12 @@ class TrainingData:
         if not config.data_dir:
             raise ValueError("no data_dir in the config: point it at a dataset folder")
         dataset = load_dataset(config.data_dir)
+        first = rank_and_world()[0] == 0
+        if not first:
+            barrier()  # rank 0 builds the feature cache, the others then read it
         cache = build_cache(dataset, config.preset, progress=progress)
+        if first:
+            barrier()
         clips = cache.clips
         rows = {
             name: np.flatnonzero(subset_mask(clips, name))
@@ -184,10 +190,14 @@ def pretrain(config: PretrainConfig, *, runs_dir=None, progress: bool = True) ->
     if run.finished:
         return run
     started = time.perf_counter()
-    device = resolve_device(config.device)
-    data = TrainingData.load(config, progress=progress)
+    device = init_distributed(config.device)
+    rank, world = rank_and_world()
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by {world} processes")
+    data = TrainingData.load(config, progress=progress and rank == 0)
     model = build_contrastive_model(config, device)
-    step_model = torch.compile(model) if config.compile else model
+    step_model = wrap_distributed(model, device)
+    step_model = torch.compile(step_model) if config.compile else step_model
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=config.lr,
@@ -204,9 +214,13 @@ def pretrain(config: PretrainConfig, *, runs_dir=None, progress: bool = True) ->
     for epoch in range(state.get("epoch", -1) + 1, config.epochs):
         loss, n_steps, seconds = contrastive_epoch(
             model, step_model, optimizer, data, config, epoch, device, where=str(run.path),
-            progress=progress, desc=f"pretrain {run.id} epoch {epoch + 1}/{config.epochs}",
+            progress=progress and rank == 0,
+            desc=f"pretrain {run.id} epoch {epoch + 1}/{config.epochs}",
         )  # fmt: skip
         scheduler.step()
+        if rank != 0:  # rank 0 monitors, logs and checkpoints; the others wait for it
+            barrier()
+            continue
         row = {
             "epoch": epoch,
             "loss": loss,
@@ -222,7 +236,10 @@ def pretrain(config: PretrainConfig, *, runs_dir=None, progress: bool = True) ->
                 run.save_checkpoint({"model": model.state_dict(), "epoch": epoch}, "best")
         run.log_epoch(row)
         run.save_checkpoint(capture(modules, epoch=epoch, best=best))
+        barrier()
 
+    if rank != 0:
+        return run
     summary = linear_evaluation(run, model, data, config, device)
     summary |= {
         "run": run.id,
@@ -259,7 +276,7 @@ def contrastive_epoch(
     seed = epoch_seed(config.seed, epoch)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    generator = torch.Generator(device).manual_seed(seed)
+    generator = torch.Generator(device).manual_seed(seed + rank_and_world()[0])
     mean, std = data.normaliser(device, per_band=False)
     order = rng.permutation(data.train_rows)
     n_steps = len(order) // config.batch_size  # drop the last partial batch, as SimCLR
@@ -319,19 +336,60 @@ def is_distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
+def rank_and_world() -> tuple[int, int]:
+    if not is_distributed():
+        return 0, 1
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def init_distributed(device_name: str) -> torch.device:
+    """Join the process group torchrun describes (WORLD_SIZE > 1); return this rank's device.
+
+    nccl on GPUs (one per process, LOCAL_RANK), gloo on CPUs. Without torchrun: a no-op.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not is_distributed():
+        cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
+        torch.distributed.init_process_group("nccl" if cuda else "gloo")
+        if cuda:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            return torch.device("cuda", local)
+    return resolve_device(device_name)
+
+
+def wrap_distributed(model: nn.Module, device: torch.device) -> nn.Module:
+    """DDP around the model when a process group is active (SyncBatchNorm on GPUs, where it
+    exists; on CPUs each process normalises its own share of the batch)."""
+    if not is_distributed():
+        return model
+    if device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        return nn.parallel.DistributedDataParallel(model, device_ids=[device.index])
+    return nn.parallel.DistributedDataParallel(model)
+
+
+def barrier() -> None:
+    if is_distributed():
+        torch.distributed.barrier()
+
+
 def _contrastive_batches(data: TrainingData, order: np.ndarray, batch_size: int, rng) -> Iterator:
     """Per batch: two independent random patches of each clip and two background patches.
 
     The backgrounds for mix-back are patches of other clips of the same batch (rolled by one
     and by two places), so they never come from the clip itself.
+    Under torch.distributed every rank draws the whole global batch (identical generators, so
+    the data are those of a single-process run) and keeps its own contiguous share.
     """
     frames = data.cache.preset.patch_frames
+    rank, world = rank_and_world()
     for step in range(len(order) // batch_size):
         rows = order[step * batch_size : (step + 1) * batch_size]
-        yield [
+        patches = [
             data.cache.random_patches(r, frames, rng=rng)[:, None]
             for r in (rows, rows, np.roll(rows, 1), np.roll(rows, 2))
         ]
+        yield [np.array_split(p, world)[rank] for p in patches]
 
 
 def embed(
