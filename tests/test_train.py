@@ -63,8 +63,11 @@ def test_every_loss_starts_from_the_same_weights(smoke_data):
 
 
 RESUMABLE = """
-import sys
+import sys, time
 from aclaudio import config, train
+if len(sys.argv) > 3:  # slow each step down so that the kill surely lands mid-epoch
+    step = train.contrastive_step
+    train.contrastive_step = lambda *a, **k: (time.sleep(0.2), step(*a, **k))[1]
 cfg = config.profile_config("pretrain", "smoke", data_dir=sys.argv[1], subset="all", epochs=6,
                             knn_every=2)
 train.pretrain(cfg, runs_dir=sys.argv[2], progress=False)
@@ -73,17 +76,18 @@ train.pretrain(cfg, runs_dir=sys.argv[2], progress=False)
 
 def test_killed_pretraining_resumes_to_the_same_weights(smoke_data, tmp_path):
     killed_dir = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-c", RESUMABLE, str(smoke_data), str(killed_dir)])
+    process = subprocess.Popen(
+        [sys.executable, "-c", RESUMABLE, str(smoke_data), str(killed_dir), "slow"]
+    )
     deadline = time.monotonic() + 120
     while not list(killed_dir.glob("*/last.pt")) and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.4)  # well inside a later epoch
+    time.sleep(0.3)  # inside the second epoch (3 steps of at least 0.2 s each)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     (run_dir,) = killed_dir.glob("pretrain-*")
     assert not (run_dir / "finished.json").exists()
-    done_before = runs.load_run(run_dir).load_checkpoint()["epoch"]
-    assert done_before < 5
+    assert runs.load_run(run_dir).load_checkpoint()["epoch"] == 0  # killed during epoch 1
 
     subprocess.run([sys.executable, "-c", RESUMABLE, str(smoke_data), str(killed_dir)], check=True)
     straight_dir = tmp_path / "straight"
