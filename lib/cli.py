@@ -48,7 +48,12 @@ def _features(args: argparse.Namespace) -> dict:
 def _bench(args: argparse.Namespace) -> dict:
     from . import bench
 
-    run = {"features": bench.bench_features, "loss": bench.bench_loss}[args.what]
+    run = {
+        "features": bench.bench_features,
+        "loss": bench.bench_loss,
+        "train": bench.bench_train,
+        "linear": bench.bench_linear,
+    }[args.what]
     table = run(out_dir=args.out_dir)
     print(table.to_string(index=False))
     return {"bench": args.what, "rows": table.to_dict(orient="records")}
@@ -90,6 +95,15 @@ def _linear_eval(args: argparse.Namespace) -> dict:
         low, high = result[f"test_{name}_low"], result[f"test_{name}_high"]
         print(f"{name} accuracy {result[f'test_{name}']:.2%} (95 % CI {low:.2%} to {high:.2%})")
     return {"run_dir": str(args.run_dir), **result}
+
+
+def _finetune(args: argparse.Namespace) -> dict:
+    from .config import make_config, with_overrides
+    from .train import finetune
+
+    config = make_config("finetune", pretrain_run=str(args.run_dir.resolve()))
+    config = with_overrides(config, args.set or [])
+    return _run_summary(finetune(config, runs_dir=args.runs_dir or args.run_dir.parent))
 
 
 def _embed(args: argparse.Namespace) -> dict:
@@ -166,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     linear.add_argument("run_dir", type=Path)
     linear.set_defaults(run=_linear_eval)
 
+    tune = commands.add_parser("finetune", help="fine-tune all layers of a pretraining run")
+    tune.add_argument("run_dir", type=Path)
+    tune.add_argument("--set", action="append", metavar="KEY=VALUE",
+                      help="override a setting, e.g. --set epochs=10 --set lr=0.01")  # fmt: skip
+    tune.add_argument("--runs-dir", type=Path, help="default: the pretraining run's store")
+    tune.set_defaults(run=_finetune)
+
     embed = commands.add_parser("embed", help="clip embeddings (h and z) of a pretraining run")
     embed.add_argument("run_dir", type=Path)
     embed.add_argument("--subset", default="test", help="clean, noisy, noisy_small, all or test")
@@ -173,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.set_defaults(run=_embed)
 
     bench = commands.add_parser("bench", help="run a benchmark, table under results/bench/")
-    bench.add_argument("what", choices=["features", "loss"])
+    bench.add_argument("what", choices=["features", "loss", "train", "linear"])
     bench.add_argument("--out-dir", type=Path, help="default: results/bench")
     bench.set_defaults(run=_bench)
     return parser

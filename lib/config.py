@@ -88,6 +88,28 @@ class SupervisedConfig:
     compile: bool = False
 
 
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning all layers of a pretrained encoder with a linear classifier (cross-entropy on
+    the pretraining subset's labels, the best epoch chosen on the monitor subset)."""
+
+    pretrain_run: str = ""  # folder of the pretraining run
+    seed: int = 0
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.01  # the authors' notes: all layers, lr 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    # execution
+    device: str = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+
+
+KINDS = {"pretrain": PretrainConfig, "supervised": SupervisedConfig, "finetune": FinetuneConfig}
+
+
 def profile_config(kind: str, profile: str, **overrides: Any):
     """The config of `kind` ("pretrain" or "supervised") for a profile, with overrides applied."""
     if profile not in PROFILES:
@@ -99,9 +121,9 @@ def profile_config(kind: str, profile: str, **overrides: Any):
 
 def make_config(kind: str, **values: Any):
     """Build a config from plain values (as read back from config.json or the CLI)."""
-    cls = {"pretrain": PretrainConfig, "supervised": SupervisedConfig}.get(kind)
+    cls = KINDS.get(kind)
     if cls is None:
-        raise ValueError(f"unknown run kind {kind!r}; choose pretrain or supervised")
+        raise ValueError(f"unknown run kind {kind!r}; choose one of {', '.join(KINDS)}")
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
@@ -170,7 +192,7 @@ def config_hash(config) -> str:
 
 
 def kind_of(config) -> str:
-    return "pretrain" if isinstance(config, PretrainConfig) else "supervised"
+    return next(kind for kind, cls in KINDS.items() if isinstance(config, cls))
 
 
 def _tuples(values: dict[str, Any]) -> dict[str, Any]:

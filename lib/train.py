@@ -25,10 +25,10 @@ from tqdm.auto import tqdm
 
 from . import augment, evaluate, losses, models
 from .atomic import atomic_write_text
-from .config import PretrainConfig, SupervisedConfig, config_dict
+from .config import FinetuneConfig, PretrainConfig, SupervisedConfig, config_dict
 from .datasets import load_dataset, subset_mask
 from .features import FeatureCache, build_cache
-from .runs import Run, append_result, open_run
+from .runs import Run, append_result, load_run, open_run
 
 
 class TrainingError(RuntimeError):
@@ -697,3 +697,95 @@ def embed_subset(run: Run, subset: str, *, progress: bool = True) -> dict[str, n
         "target": data.targets(rows),
         "fname": data.cache.clips["fname"].to_numpy()[rows].astype(str),
     }
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+
+
+def finetune(config: FinetuneConfig, *, runs_dir=None, progress: bool = True) -> Run:
+    """All layers of a pretrained encoder plus a linear classifier, trained with cross-entropy
+    on random patches of the pretraining subset (its noisy labels); the epoch with the best
+    clip accuracy on the monitor (clean) subset is tested."""
+    parent = load_run(config.pretrain_run)
+    if not parent.finished:
+        raise ValueError(f"{parent.path}: pretraining has not finished; run it first")
+    run = open_run(config, runs_dir)
+    if run.finished:
+        return run
+    started = time.perf_counter()
+    model, data, _ = load_pretrained(parent, progress=progress)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    classifier = nn.Sequential(model.encoder, nn.Linear(model.encoder.out_dim, data.n_classes))
+    classifier = classifier.to(device)
+    if config.channels_last:
+        classifier = classifier.to(memory_format=torch.channels_last)
+    step_model = torch.compile(classifier) if config.compile else classifier
+    optimizer = torch.optim.SGD(
+        classifier.parameters(), lr=config.lr, momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )  # fmt: skip
+    modules = {"model": classifier, "optimizer": optimizer}
+    state = restore(run, modules)
+    best = state.get("best", -math.inf)
+    targets = data.cache.clips["target"].to_numpy()
+    mean, std = data.normaliser(device, per_band=False)
+
+    for epoch in range(state.get("epoch", -1) + 1, config.epochs):
+        classifier.train()
+        seed = epoch_seed(config.seed, epoch)
+        rng = np.random.default_rng(seed)
+        torch.manual_seed(seed)
+        order = rng.permutation(data.train_rows)
+        n_steps = max(len(order) // config.batch_size, 1)
+        batches = (
+            (data.cache.random_patches(rows, rng=rng)[:, None], targets[rows])
+            for rows in np.array_split(order[: n_steps * config.batch_size], n_steps)
+        )
+        total, epoch_start = 0.0, time.perf_counter()
+        bar = tqdm(prefetch(batches, device), total=n_steps, disable=not progress, leave=False,
+                   desc=f"finetune {run.id} epoch {epoch + 1}/{config.epochs}")  # fmt: skip
+        for step, (x, y) in enumerate(bar):
+            x = augment.normalise(x, mean, std)
+            if config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device, config.amp):
+                logits = step_model(x)
+            loss = nn.functional.cross_entropy(logits.float(), y)
+            check_finite(loss, str(run.path), epoch, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+        report = _clip_report(classifier, data, data.monitor_rows, device, config.amp)
+        if report["micro"] > best:
+            best = report["micro"]
+            run.save_checkpoint({"model": classifier.state_dict(), "epoch": epoch}, "best")
+        run.log_epoch({"epoch": epoch, "loss": total / n_steps, "monitor_micro": report["micro"],
+                       "seconds": time.perf_counter() - epoch_start})  # fmt: skip
+        run.save_checkpoint(capture(modules, epoch=epoch, best=best))
+
+    best_state = run.load_checkpoint("best")
+    if best_state is not None:
+        classifier.load_state_dict(best_state["model"])
+    report = _clip_report(classifier, data, data.test_rows, device, config.amp)
+    atomic_write_text(run.path / "evaluation.json", json.dumps(report, indent=1))
+    summary = flat_report(report) | {
+        "best_epoch": best_state["epoch"] if best_state else None,
+        "pretrain_run": parent.id, "run": run.id, "kind": "finetune",
+        "wall_seconds": time.perf_counter() - started, "device": str(device),
+        "finished_epochs": config.epochs,
+    }  # fmt: skip
+    run.finish(summary)
+    append_result(config_dict(config) | summary, run.path.parent)
+    return run
+
+
+def _clip_report(classifier, data: TrainingData, rows, device, amp: bool) -> dict:
+    """Accuracy of a patch classifier on clips: softmax averaged over every patch of a clip."""
+    logits, clip_of_patch = embed(classifier, data, rows, device, amp=amp)
+    probs = torch.from_numpy(logits).softmax(1).numpy()
+    ids, clip_probs = evaluate.clip_probabilities(probs, clip_of_patch)
+    return evaluate.accuracy_report(
+        data.cache.clips["target"].to_numpy()[ids], clip_probs.argmax(1), n_classes=data.n_classes
+    )

@@ -45,6 +45,9 @@ def test_training_commands(tmp_path, capsys):
     code, again, text = run_cli(capsys, "linear-eval", run_dir)
     assert code == 0 and again["test_micro"] == summary["test_micro"]
     assert "micro accuracy" in text and "95 % CI" in text
+    code, tuned, _ = run_cli(capsys, "finetune", run_dir, "--set", "epochs=2")
+    assert code == 0 and tuned["kind"] == "finetune" and tuned["pretrain_run"] == Path(run_dir).name
+    assert Path(tuned["run_dir"]).parent == Path(run_dir).parent
     code, embedded, _ = run_cli(capsys, "embed", run_dir, "--subset", "clean")
     assert code == 0 and embedded["clips"] == 20
     code, summary, _ = run_cli(

@@ -141,3 +141,21 @@ def test_bad_configs_fail_clearly(smoke_data, tmp_path):
         train.pretrain(config.profile_config("pretrain", "smoke"), runs_dir=tmp_path)
     with pytest.raises(ValueError, match="batch_size 512 exceeds the 60 training clips"):
         train.pretrain(smoke_pretrain(smoke_data, batch_size=512), runs_dir=tmp_path)
+
+
+def test_finetune_trains_all_layers_and_resumes(smoke_data, tmp_path):
+    parent = train.pretrain(smoke_pretrain(smoke_data, epochs=1), runs_dir=tmp_path, progress=False)
+    tune = config.make_config("finetune", pretrain_run=str(parent.path), epochs=3, batch_size=16)
+    run = train.finetune(tune, runs_dir=tmp_path, progress=False)
+    summary, metrics = run.summary(), run.metrics()
+    assert run.finished and summary["pretrain_run"] == parent.id and summary["test_n"] == 40
+    assert summary["best_epoch"] == int(metrics["monitor_micro"].idxmax())
+    tuned = run.load_checkpoint("last")["model"]
+    pretrained = parent.load_checkpoint("best")["model"]
+    first_conv = next(k for k in pretrained if k.startswith("encoder.") and k.endswith("weight"))
+    assert not torch.equal(
+        tuned["0." + first_conv.removeprefix("encoder.")], pretrained[first_conv]
+    )
+    unfinished = config.make_config("finetune", pretrain_run=str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match="not a run folder"):
+        train.finetune(unfinished, runs_dir=tmp_path)
