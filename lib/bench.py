@@ -52,7 +52,7 @@ def write_table(table: pd.DataFrame, name: str, out_dir: Path | None = None) -> 
 
 
 def bench_features(
-    *, data_dir: Path | None = None, n_clips: int = 120, workers: int | None = None, out_dir=None
+    *, data_dir: Path | None = None, n_clips: int = 400, workers: int | None = None, out_dir=None
 ) -> pd.DataFrame:
     """Our ssl_paper cache build against a plain librosa loop over the same files.
 
@@ -418,6 +418,16 @@ def bench_linear(
     return table
 
 
+class _Standardise(torch.nn.Module):
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return (h - self.mean) / self.std
+
+
 def _linear_loop(encoder, data, config, device, epochs: int, eval_every: int) -> float:
     """The paper's linear evaluation loop; test accuracy of the epoch best on the clean subset."""
     from . import augment, evaluate
@@ -425,12 +435,23 @@ def _linear_loop(encoder, data, config, device, epochs: int, eval_every: int) ->
 
     targets = data.cache.clips["target"].to_numpy()
     mean, std = data.normaliser(device, per_band=False)
-    linear = torch.nn.Linear(encoder.out_dim, data.n_classes).to(device)
+    rng = np.random.default_rng(0)
+
+    def encode(rows):
+        x = torch.from_numpy(data.cache.random_patches(rows, rng=rng)[:, None]).to(device)
+        with torch.no_grad():
+            return encoder(augment.normalise(x, mean, std)).float()
+
+    # the probe standardises its inputs; so does the loop, with the statistics of one pass
+    first = torch.cat([encode(r) for r in np.array_split(data.train_rows, 16)])
+    h_mean, h_std = first.mean(0), first.std(0) + 1e-6
+    linear = torch.nn.Sequential(
+        _Standardise(h_mean, h_std), torch.nn.Linear(encoder.out_dim, data.n_classes)
+    ).to(device)
     optimizer = torch.optim.SGD(linear.parameters(), lr=0.1, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=[int(epochs * 0.4), int(epochs * 0.8)], gamma=0.1
     )
-    rng = np.random.default_rng(0)
 
     def clip_accuracy(rows):
         emb, clip = embed(encoder, data, rows, device)  # through the encoder every time
@@ -444,11 +465,8 @@ def _linear_loop(encoder, data, config, device, epochs: int, eval_every: int) ->
         order = rng.permutation(data.train_rows)
         for start in range(0, len(order), config.batch_size):
             rows = order[start : start + config.batch_size]
-            x = torch.from_numpy(data.cache.random_patches(rows, rng=rng)[:, None]).to(device)
-            with torch.no_grad():
-                h = encoder(augment.normalise(x, mean, std)).float()
             loss = torch.nn.functional.cross_entropy(
-                linear(h), torch.from_numpy(targets[rows]).to(device)
+                linear(encode(rows)), torch.from_numpy(targets[rows]).to(device)
             )
             optimizer.zero_grad()
             loss.backward()

@@ -107,25 +107,34 @@ def _front_end(preset: Preset) -> tuple[torch.Tensor, torch.Tensor, slice]:
     return torch.hamming_window(preset.win_length), fbanks[bins].T.to_sparse(), bins
 
 
-def log_mel(wave: torch.Tensor, preset: str | Preset) -> torch.Tensor:
+def log_mel(wave: torch.Tensor, preset: str | Preset, *, chunk: int = 128) -> torch.Tensor:
     """(..., samples) waveform -> (..., n_mels, frames) log10 mel power spectrogram.
 
     Equal to torchaudio's MelSpectrogram (Hamming window, centred frames zero-padded as in
-    librosa >= 0.10, power 2, slaney mels) followed by log10(x + offset), computed faster.
+    librosa >= 0.10, power 2, slaney mels) followed by log10(x + offset), computed faster:
+    `chunk` frames at a time, so that the frames, their spectra and powers stay in the CPU's
+    cache (twice as fast on 30 s clips), with a sparse mel product.
     """
     preset = get_preset(preset)
     window, fbanks, bins = _front_end(preset)
-    batch = wave.shape[:-1]
+    batch, hop = wave.shape[:-1], preset.hop_length
+    padded = torch.nn.functional.pad(
+        wave.reshape(-1, wave.shape[-1]), (preset.n_fft // 2, preset.n_fft // 2)
+    )
+    n_frames = 1 + wave.shape[-1] // hop
+    mels = []
     with torch.no_grad():
-        spec = torch.stft(
-            wave.reshape(-1, wave.shape[-1]), preset.n_fft, preset.hop_length,
-            preset.win_length, window, center=True, pad_mode="constant", return_complex=True,
-        )[:, bins]  # fmt: skip
-        power = spec.real.square() + spec.imag.square()  # much faster than abs() ** 2
-        frames = power.shape[-1]
-        mel = torch.sparse.mm(fbanks, power.transpose(0, 1).reshape(power.shape[1], -1))
-        mel = mel.reshape(-1, power.shape[0], frames).transpose(0, 1)
-        return torch.log10(mel + preset.log_offset).reshape(*batch, preset.n_mels, frames)
+        for first in range(0, n_frames, chunk):
+            last = min(first + chunk, n_frames)
+            spec = torch.stft(
+                padded[:, first * hop : (last - 1) * hop + preset.n_fft], preset.n_fft, hop,
+                preset.win_length, window, center=False, return_complex=True,
+            )[:, bins]  # fmt: skip
+            power = spec.real.square() + spec.imag.square()  # much faster than abs() ** 2
+            mel = torch.sparse.mm(fbanks, power.transpose(0, 1).reshape(power.shape[1], -1))
+            mels.append(mel.reshape(-1, power.shape[0], last - first))
+        mel = torch.cat(mels, dim=2).transpose(0, 1)
+        return torch.log10(mel + preset.log_offset).reshape(*batch, preset.n_mels, n_frames)
 
 
 def clip_log_mel(path: str | Path, preset: str | Preset) -> np.ndarray:
