@@ -232,7 +232,7 @@ def _paper_step(device: torch.device) -> Callable[[], None]:
 
 
 def bench_train(
-    *, data_dir: Path | None = None, steps: int = 4, batch_size: int = 128, out_dir=None
+    *, data_dir: Path | None = None, steps: int = 8, batch_size: int = 128, out_dir=None
 ) -> pd.DataFrame:
     """Pretraining throughput (clips/s, both views, augmentation included): our loop against a
     straightforward reference with per-sample numpy augmentation in a DataLoader, float32.
