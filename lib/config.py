@@ -23,13 +23,29 @@ NOT_HASHED = frozenset({"device", "compile"})
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
-    """Self-supervised pretraining followed by linear evaluation (paper.md section 2)."""
+class Execution:
+    """How a run executes (device and speed settings), shared by every kind of run."""
+
+    device: str = "auto"
+    amp: bool = True  # bfloat16 autocast where the device supports it
+    channels_last: bool = True
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class DataRun(Execution):
+    """A run trained from a dataset: its profile, data folder, seed and feature preset."""
 
     profile: str = "cpu"
     data_dir: str = ""
     seed: int = 0
     preset: str = "cpu"
+
+
+@dataclass(frozen=True)
+class PretrainConfig(DataRun):
+    """Self-supervised pretraining followed by linear evaluation (paper.md section 2)."""
+
     subset: str = "noisy"  # pretraining clips (labels ignored)
     monitor_subset: str = "clean"  # kNN monitor and probe selection
     # model
@@ -52,21 +68,12 @@ class PretrainConfig:
     # monitoring
     knn_k: int = 200
     knn_every: int = 1
-    # execution
-    device: str = "auto"
-    amp: bool = True  # bfloat16 autocast where the device supports it
-    channels_last: bool = True
-    compile: bool = False
 
 
 @dataclass(frozen=True)
-class SupervisedConfig:
+class SupervisedConfig(DataRun):
     """The supervised baseline CNN with cross-entropy or supervised ACL (paper.md section 3)."""
 
-    profile: str = "cpu"
-    data_dir: str = ""
-    seed: int = 0
-    preset: str = "cpu"
     subset: str = "clean"  # clean | noisy | noisy_small | all
     val_fraction: float = 0.15
     # loss (supervised ACL = alpha * CE + (1 - alpha) * angular margin on the pooled conv3 feature)
@@ -81,15 +88,10 @@ class SupervisedConfig:
     plateau_factor: float = 0.5
     plateau_patience: int = 5
     train_hop: int = 50  # patches of the training clips, each inheriting the clip's label
-    # execution
-    device: str = "auto"
-    amp: bool = True
-    channels_last: bool = True
-    compile: bool = False
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(Execution):
     """Fine-tuning all layers of a pretrained encoder with a linear classifier (cross-entropy on
     the pretraining subset's labels, the best epoch chosen on the monitor subset)."""
 
@@ -100,11 +102,6 @@ class FinetuneConfig:
     lr: float = 0.01  # the authors' notes: all layers, lr 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    # execution
-    device: str = "auto"
-    amp: bool = True
-    channels_last: bool = True
-    compile: bool = False
 
 
 KINDS = {"pretrain": PretrainConfig, "supervised": SupervisedConfig, "finetune": FinetuneConfig}

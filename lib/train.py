@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from . import augment, evaluate, losses, models
 from .atomic import atomic_write_text
-from .config import FinetuneConfig, PretrainConfig, SupervisedConfig, config_dict
+from .config import FinetuneConfig, PretrainConfig, SupervisedConfig, config_dict, kind_of
 from .datasets import load_dataset, subset_mask
 from .features import FeatureCache, build_cache
 from .runs import Run, append_result, load_run, open_run
@@ -145,6 +145,20 @@ def check_finite(loss: torch.Tensor, where: str, epoch: int, step: int) -> None:
         )
 
 
+def finish(run: Run, summary: dict, started: float, device: torch.device) -> Run:
+    """Mark the run finished with its summary and add its row to the results table."""
+    summary = summary | {
+        "run": run.id,
+        "kind": kind_of(run.config),
+        "wall_seconds": time.perf_counter() - started,
+        "device": str(device),
+        "finished_epochs": run.config.epochs,
+    }
+    run.finish(summary)
+    append_result(config_dict(run.config) | summary, run.path.parent)
+    return run
+
+
 def restore(run: Run, modules: dict[str, object]) -> dict:
     """Load the last checkpoint into the modules; the rest of the state is returned."""
     state = run.load_checkpoint("last")
@@ -240,17 +254,7 @@ def pretrain(config: PretrainConfig, *, runs_dir=None, progress: bool = True) ->
 
     if rank != 0:
         return run
-    summary = linear_evaluation(run, model, data, config, device)
-    summary |= {
-        "run": run.id,
-        "kind": "pretrain",
-        "wall_seconds": time.perf_counter() - started,
-        "device": str(device),
-        "finished_epochs": config.epochs,
-    }
-    run.finish(summary)
-    append_result(config_dict(config) | summary, run.path.parent)
-    return run
+    return finish(run, linear_evaluation(run, model, data, config, device), started, device)
 
 
 def contrastive_epoch(
@@ -609,19 +613,11 @@ def supervised(config: SupervisedConfig, *, runs_dir=None, progress: bool = True
     if best_state is not None:
         model.load_state_dict(best_state["model"])
     report = _supervised_test(run, model, data, device, config)
-    summary = {
-        **flat_report(report),
+    summary = flat_report(report) | {
         "best_epoch": best_state["epoch"] if best_state else None,
         "best_val_loss": best,
-        "run": run.id,
-        "kind": "supervised",
-        "wall_seconds": time.perf_counter() - started,
-        "device": str(device),
-        "finished_epochs": config.epochs,
     }
-    run.finish(summary)
-    append_result(config_dict(config) | summary, run.path.parent)
-    return run
+    return finish(run, summary, started, device)
 
 
 def _stratifiable(labels: np.ndarray) -> np.ndarray | None:
@@ -772,13 +768,9 @@ def finetune(config: FinetuneConfig, *, runs_dir=None, progress: bool = True) ->
     atomic_write_text(run.path / "evaluation.json", json.dumps(report, indent=1))
     summary = flat_report(report) | {
         "best_epoch": best_state["epoch"] if best_state else None,
-        "pretrain_run": parent.id, "run": run.id, "kind": "finetune",
-        "wall_seconds": time.perf_counter() - started, "device": str(device),
-        "finished_epochs": config.epochs,
-    }  # fmt: skip
-    run.finish(summary)
-    append_result(config_dict(config) | summary, run.path.parent)
-    return run
+        "pretrain_run": parent.id,
+    }
+    return finish(run, summary, started, device)
 
 
 def _clip_report(classifier, data: TrainingData, rows, device, amp: bool) -> dict:
