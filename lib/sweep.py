@@ -1,0 +1,103 @@
+"""A grid of run configs, executed in this process, in local subprocesses or on SLURM.
+
+Execution goes through submitit (`executor="local"` or `"slurm"`), or straight in this process
+(`"inline"`, the default on a laptop: no start-up cost per run). Finished runs are skipped
+before anything is submitted, and every run lands in the same run store and results table,
+so a grid can be extended, interrupted and resumed freely.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .config import kind_of
+from .runs import Run, open_run, runs_root
+
+
+def grid(base, **axes: list[Any]) -> list:
+    """Every combination of the axes' values applied to `base` (a config), in axis order.
+
+    `grid(cfg, seed=[0, 1], alpha=[0.3, 1.0])` gives four configs. Identical configs (say,
+    alpha = 1 at several margins, where the margin has no effect, once the caller maps them
+    onto one value) are kept once.
+    """
+    configs = []
+    for values in itertools.product(*axes.values()):
+        config = dataclasses.replace(base, **dict(zip(axes, values, strict=True)))
+        if config not in configs:
+            configs.append(config)
+    return configs
+
+
+def execute(config, runs_dir: str | None = None) -> str:
+    """Train (or find) one run; the job function every executor calls. Returns its folder."""
+    from . import train
+
+    run = {"pretrain": train.pretrain, "supervised": train.supervised,
+           "finetune": train.finetune}[kind_of(config)]  # fmt: skip
+    return str(run(config, runs_dir=runs_dir, progress=False).path)
+
+
+def run_grid(
+    configs: list,
+    *,
+    runs_dir: str | Path | None = None,
+    executor: str = "inline",
+    parallel: int = 1,
+    slurm_partition: str | None = None,
+    gpus_per_job: int = 1,
+    minutes: int = 240,
+    logs_dir: str | Path | None = None,
+) -> list[Run]:
+    """Execute the unfinished runs of `configs` and return every run, finished, in order.
+
+    inline: one after another in this process. local: submitit's LocalExecutor, `parallel`
+    subprocesses at a time. slurm: one SLURM job per run (array), `gpus_per_job` GPUs,
+    `minutes` of wall time, on `slurm_partition`.
+    """
+    store = runs_root(runs_dir)
+    runs = [open_run(config, store) for config in configs]
+    todo = [config for config, run in zip(configs, runs, strict=True) if not run.finished]
+    if todo and executor == "inline":
+        for config in tqdm(todo, desc="runs", unit="run"):
+            execute(config, str(store))
+    elif todo:
+        jobs = _submit(todo, str(store), executor, parallel, slurm_partition, gpus_per_job,
+                       minutes, Path(logs_dir or store / "submitit"))  # fmt: skip
+        for job in tqdm(jobs, desc=f"runs ({executor})", unit="run"):
+            job.result()  # re-raises a failed run's error here, naming the job's log folder
+    unfinished = [run.path for run in runs if not run.finished]
+    if unfinished:
+        raise RuntimeError(f"runs did not finish: {', '.join(map(str, unfinished))}")
+    return runs
+
+
+def _submit(configs, store, executor, parallel, partition, gpus, minutes, logs: Path):
+    import submitit
+
+    if executor == "local":
+        pool = submitit.LocalExecutor(folder=logs)
+        pool.update_parameters(timeout_min=minutes)
+    elif executor == "slurm":
+        pool = submitit.AutoExecutor(folder=logs, cluster="slurm")
+        pool.update_parameters(
+            timeout_min=minutes, gpus_per_node=gpus, tasks_per_node=1, cpus_per_task=8,
+            slurm_partition=partition, slurm_array_parallelism=parallel,
+        )  # fmt: skip
+    else:
+        raise ValueError(f"unknown executor {executor!r}; choose inline, local or slurm")
+    if executor == "local":  # LocalExecutor has no array throttle: submit in waves
+        jobs = []
+        for start in range(0, len(configs), parallel):
+            wave = [pool.submit(execute, c, store) for c in configs[start : start + parallel]]
+            for job in wave:
+                job.wait()
+            jobs.extend(wave)
+        return jobs
+    with pool.batch():
+        return [pool.submit(execute, config, store) for config in configs]

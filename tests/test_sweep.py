@@ -1,0 +1,48 @@
+"""Grids of runs through submitit's local executor, finished runs skipped."""
+
+from __future__ import annotations
+
+import pytest
+
+from aclaudio import config, runs, sweep, synth
+
+
+@pytest.fixture(scope="module")
+def smoke_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke")
+    synth.synthesize(root, profile="smoke", seed=0, progress=False)
+    return root
+
+
+def base(data_dir):
+    return config.profile_config(
+        "pretrain", "smoke", data_dir=str(data_dir), subset="all", epochs=1
+    )
+
+
+def test_grid_is_the_product_of_the_axes(smoke_data):
+    configs = sweep.grid(base(smoke_data), seed=[0, 1], alpha=[0.3, 1.0, 0.3])
+    assert [(c.seed, c.alpha) for c in configs] == [(0, 0.3), (0, 1.0), (1, 0.3), (1, 1.0)]
+
+
+def test_local_executor_runs_the_grid_once(smoke_data, tmp_path, monkeypatch):
+    configs = sweep.grid(base(smoke_data), seed=[0, 1])
+    done = sweep.run_grid(configs, runs_dir=tmp_path, executor="local", parallel=2)
+    assert all(run.finished for run in done)
+    table = runs.load_results(tmp_path)
+    assert sorted(table["seed"]) == [0, 1] and set(table["run"]) == {run.id for run in done}
+    assert list((tmp_path / "submitit").glob("*_log.out"))  # submitit really ran the jobs
+
+    def no_submit(*args, **kwargs):
+        raise AssertionError("a finished run was submitted again")
+
+    monkeypatch.setattr(sweep, "_submit", no_submit)
+    again = sweep.run_grid(configs, runs_dir=tmp_path, executor="local")
+    assert [run.path for run in again] == [run.path for run in done]
+    extended = sweep.run_grid(sweep.grid(base(smoke_data), seed=[0, 1, 2]), runs_dir=tmp_path)
+    assert len(extended) == 3 and len(runs.load_results(tmp_path)) == 3  # only seed 2 trained
+
+
+def test_unknown_executor(smoke_data, tmp_path):
+    with pytest.raises(ValueError, match="unknown executor 'cloud'"):
+        sweep.run_grid([base(smoke_data)], runs_dir=tmp_path, executor="cloud")
