@@ -1,0 +1,104 @@
+"""The study's scale per profile: which runs each notebook asks for, and where results go.
+
+A profile scales every notebook at once (DESIGN.md): smoke runs in seconds for the tests,
+cpu runs the whole study on the built-in dataset in about half an hour on two cores, paper
+runs FSDnoisy18k with the full alpha x margin grid and several seeds on a GPU. Notebooks call
+these functions instead of building configs themselves, so every notebook of a profile sees
+the same runs (and reuses them from the run store).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import profile_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    seeds: tuple[int, ...]
+    pretrain: dict[str, Any] = field(default_factory=dict)  # overrides of every pretraining run
+    acl_alpha: float = 0.3  # the ACL run compared with NT-Xent (the paper's best alpha)
+    alphas: tuple[float, ...] = (0.0, 0.3, 0.7, 1.0)  # ablation grid
+    margins: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+    ablation_seeds: tuple[int, ...] = (0,)
+    supervised: dict[str, Any] = field(default_factory=dict)
+    supervised_subsets: tuple[str, ...] = ("clean", "noisy", "noisy_small", "all")
+    supervised_alphas: tuple[float, ...] = (0.7, 1.0)
+
+
+STUDY = {
+    "smoke": StudySettings(
+        seeds=(0,),
+        pretrain=dict(subset="all", epochs=1),
+        alphas=(0.5, 1.0),
+        margins=(0.5, 1.0),
+        supervised=dict(epochs=1),
+        supervised_subsets=("clean", "all"),
+    ),
+    "cpu": StudySettings(
+        seeds=(0, 1, 2),
+        pretrain=dict(epochs=8, knn_every=4),
+        ablation_seeds=(0, 1),
+        supervised=dict(epochs=8),
+    ),
+    "paper": StudySettings(
+        seeds=(0, 1, 2),
+        alphas=tuple(round(0.1 * i, 1) for i in range(11)),
+        ablation_seeds=(0, 1, 2),
+        supervised_alphas=tuple(round(0.1 * i, 1) for i in range(1, 11)),
+    ),
+}
+
+
+def settings(profile: str) -> StudySettings:
+    if profile not in STUDY:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(STUDY)}")
+    return STUDY[profile]
+
+
+def pretrain_config(profile: str, data_dir: str | Path, **overrides: Any):
+    """A pretraining config of the profile as the study runs it, with overrides."""
+    values = settings(profile).pretrain | overrides
+    return profile_config("pretrain", profile, data_dir=str(Path(data_dir).resolve()), **values)
+
+
+def supervised_config(profile: str, data_dir: str | Path, **overrides: Any):
+    values = settings(profile).supervised | overrides
+    return profile_config("supervised", profile, data_dir=str(Path(data_dir).resolve()), **values)
+
+
+def ablation_configs(profile: str, data_dir: str | Path) -> list:
+    """The alpha x margin grid with paired seeds; alpha = 1 (NT-Xent, no margin) once a seed."""
+    study = settings(profile)
+    configs = []
+    for seed in study.ablation_seeds:
+        for alpha in study.alphas:
+            for margin in study.margins if alpha < 1 else (study.margins[0],):
+                configs.append(pretrain_config(profile, data_dir, seed=seed, alpha=alpha,
+                                               margin=margin))  # fmt: skip
+    return configs
+
+
+def results_dir(profile: str, root: str | Path | None = None) -> Path:
+    """results/<profile>/ of this checkout (figures/, tables/, notebooks/ beneath)."""
+    path = Path(root or REPO / "results") / profile
+    (path / "figures").mkdir(parents=True, exist_ok=True)
+    (path / "tables").mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_metrics(results: str | Path, notebook: str, metrics: dict[str, float]) -> Path:
+    """Record a notebook's key numbers in tables/<notebook>.metrics.json (checked by the tests)."""
+    import json
+
+    from .atomic import atomic_write_text
+
+    path = Path(results) / "tables" / f"{notebook}.metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({k: float(v) for k, v in metrics.items()}, indent=1))
+    return path
