@@ -102,3 +102,13 @@ def write_metrics(results: str | Path, notebook: str, metrics: dict[str, float])
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps({k: float(v) for k, v in metrics.items()}, indent=1))
     return path
+
+
+def builtin_data(profile: str, root: str | Path | None = None) -> str:
+    """The built-in dataset of a profile (smoke for smoke, cpu otherwise), generated if missing."""
+    from .synth import synthesize
+
+    size = "smoke" if profile == "smoke" else "cpu"
+    path = Path(root or REPO / "data") / f"builtin-{size}"
+    synthesize(path, profile=size, seed=0, progress=False)
+    return str(path)
