@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import profile_config
+import pandas as pd
+
+from .config import config_dict, profile_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,6 +31,7 @@ class StudySettings:
     supervised: dict[str, Any] = field(default_factory=dict)
     supervised_subsets: tuple[str, ...] = ("clean", "noisy", "noisy_small", "all")
     supervised_alphas: tuple[float, ...] = (0.7, 1.0)
+    supervised_seeds: tuple[int, ...] = (0,)
 
 
 STUDY = {
@@ -51,6 +54,7 @@ STUDY = {
         alphas=tuple(round(0.1 * i, 1) for i in range(11)),
         ablation_seeds=(0, 1, 2),
         supervised_alphas=tuple(round(0.1 * i, 1) for i in range(1, 11)),
+        supervised_seeds=(0, 1, 2),
     ),
 }
 
@@ -70,6 +74,33 @@ def pretrain_config(profile: str, data_dir: str | Path, **overrides: Any):
 def supervised_config(profile: str, data_dir: str | Path, **overrides: Any):
     values = settings(profile).supervised | overrides
     return profile_config("supervised", profile, data_dir=str(Path(data_dir).resolve()), **values)
+
+
+def comparison_configs(profile: str, data_dir: str | Path) -> dict[str, list]:
+    """Notebook 02's runs per method, paired by seed: random init, NT-Xent and ACL."""
+    study = settings(profile)
+    methods = {"random init": dict(epochs=0), "NT-Xent": dict(alpha=1.0),
+               "ACL": dict(alpha=study.acl_alpha)}  # fmt: skip
+    return {
+        name: [pretrain_config(profile, data_dir, seed=seed, **values) for seed in study.seeds]
+        for name, values in methods.items()
+    }
+
+
+def supervised_configs(profile: str, data_dir: str | Path) -> list:
+    """Notebook 03's runs: every training subset x alpha (1 = cross-entropy) x seed."""
+    study = settings(profile)
+    return [
+        supervised_config(profile, data_dir, subset=subset, alpha=alpha, seed=seed)
+        for subset in study.supervised_subsets
+        for alpha in study.supervised_alphas
+        for seed in study.supervised_seeds
+    ]
+
+
+def summaries(runs: list) -> pd.DataFrame:
+    """One row per finished run: its config and its summary (accuracies with intervals...)."""
+    return pd.DataFrame([config_dict(run.config) | run.summary() for run in runs])
 
 
 def ablation_configs(profile: str, data_dir: str | Path) -> list:
@@ -112,3 +143,23 @@ def builtin_data(profile: str, root: str | Path | None = None) -> str:
     path = Path(root or REPO / "data") / f"builtin-{size}"
     synthesize(path, profile=size, seed=0, progress=False)
     return str(path)
+
+
+def compare_paired(a: pd.Series, b: pd.Series, names: tuple[str, str]) -> dict:
+    """Paired comparison of two methods' scores indexed by seed (only the shared seeds count).
+
+    Two or more seeds: evaluate.paired_difference (t-interval, verdict). One seed: the plain
+    difference and a verdict that says no interval can be given.
+    """
+    from .evaluate import paired_difference
+
+    seeds = sorted(set(a.index) & set(b.index))
+    if not seeds:
+        raise ValueError(f"{names[0]} and {names[1]} share no seed")
+    a, b = a.loc[seeds].to_numpy(float), b.loc[seeds].to_numpy(float)
+    if len(seeds) == 1:
+        diff = float(a[0] - b[0])
+        verdict = f"one seed: {names[0]} - {names[1]} = {diff:+.3g}, no interval"
+        return {"n": 1, "mean_difference": diff, "ci": None, "verdict": verdict}
+    result = paired_difference(a, b, names=names)
+    return {k: result[k] for k in ("n", "mean_difference", "ci", "p_ttest", "verdict")}

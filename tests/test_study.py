@@ -1,0 +1,52 @@
+"""The study's per-profile run lists and the paired comparison used by the notebooks."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from aclaudio import study
+
+
+def test_ablation_grid_spans_both_axes_with_paired_seeds(tmp_path):
+    configs = study.ablation_configs("cpu", tmp_path)
+    settings = study.settings("cpu")
+    per_seed = len([a for a in settings.alphas if a < 1]) * len(settings.margins) + 1
+    assert len(configs) == per_seed * len(settings.ablation_seeds)
+    assert {c.margin for c in configs} == set(settings.margins)
+    assert {c.alpha for c in configs} == set(settings.alphas)
+    assert len({(c.alpha, c.margin) for c in configs if c.alpha == 1}) == 1  # margin moot
+    assert all(c.epochs == settings.pretrain["epochs"] for c in configs)
+    paper = study.ablation_configs("paper", tmp_path)
+    assert {c.alpha for c in paper} == {round(0.1 * i, 1) for i in range(11)}
+    assert {c.encoder for c in paper} == {"resnet18"}
+
+
+def test_comparison_runs_are_paired_by_seed(tmp_path):
+    methods = study.comparison_configs("cpu", tmp_path)
+    assert list(methods) == ["random init", "NT-Xent", "ACL"]
+    seeds = [[c.seed for c in configs] for configs in methods.values()]
+    assert seeds[0] == seeds[1] == seeds[2] == list(study.settings("cpu").seeds)
+    assert {c.epochs for c in methods["random init"]} == {0}
+    with pytest.raises(ValueError, match="unknown profile 'big'"):
+        study.settings("big")
+
+
+def test_compare_paired():
+    a = pd.Series([0.80, 0.82, 0.79], index=[0, 1, 2])
+    b = pd.Series([0.78, 0.80, 0.80, 0.5], index=[0, 1, 2, 3])  # seed 3 has no partner
+    result = study.compare_paired(a, b, ("ACL", "NT-Xent"))
+    assert result["n"] == 3
+    assert result["mean_difference"] == pytest.approx(0.01)
+    expected = stats.ttest_rel([0.80, 0.82, 0.79], [0.78, 0.80, 0.80]).pvalue
+    assert result["p_ttest"] == pytest.approx(expected)
+    assert result["verdict"].startswith("no resolvable difference")
+    one = study.compare_paired(a.loc[[0]], b, ("ACL", "NT-Xent"))
+    assert (
+        one["n"] == 1
+        and one["mean_difference"] == pytest.approx(0.02)
+        and "one seed" in one["verdict"]
+    )
+    with pytest.raises(ValueError, match="share no seed"):
+        study.compare_paired(a, pd.Series([0.5], index=[9]), ("x", "y"))
