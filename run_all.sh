@@ -38,16 +38,23 @@ fi
 aclaudio data summary "$data_dir" | tail -n 1 | cut -c1-300
 aclaudio features "$data_dir" --preset "$preset" | tail -n 1
 
+export ACLAUDIO_RUNS=${ACLAUDIO_RUNS:-$PWD/runs}   # the run store: finished runs are reused
 out=results/$profile/notebooks
 mkdir -p "$out"
+start=$SECONDS
 shopt -s nullglob
 for notebook in notebooks/[0-9]*.ipynb; do
     name=$(basename "$notebook")
     echo "[run_all] $name ($profile)"
+    extra=()
+    grep -q '"interactive = ' "$notebook" && extra=(-p interactive False)   # static figures only
     if ! .venv/bin/papermill "$notebook" "$out/$name" -k aclaudio --cwd notebooks \
-            -p profile "$profile" -p data_dir "$(realpath "$data_dir")" --execution-timeout 3600; then
-        echo "run_all.sh: notebook $name failed; the executed copy with the failing cell is $out/$name" >&2
+            -p profile "$profile" -p data_dir "$(realpath "$data_dir")" \
+            -p runs_dir "$ACLAUDIO_RUNS" -p results_root "$PWD/results" "${extra[@]}" \
+            --execution-timeout 3600 --log-level WARNING; then
+        echo "run_all.sh: notebook $name failed (the error above names the cell); the executed" \
+             "copy with its outputs is $out/$name" >&2
         exit 1
     fi
 done
-echo "[run_all] done: results in results/$profile/"
+echo "[run_all] done in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s: results in results/$profile/"

@@ -163,3 +163,13 @@ def compare_paired(a: pd.Series, b: pd.Series, names: tuple[str, str]) -> dict:
         return {"n": 1, "mean_difference": diff, "ci": None, "verdict": verdict}
     result = paired_difference(a, b, names=names)
     return {k: result[k] for k in ("n", "mean_difference", "ci", "p_ttest", "verdict")}
+
+
+def runs_dir(path: str | Path | None = None) -> Path:
+    """The run store for notebooks: the argument, else $ACLAUDIO_RUNS, else runs/ of this
+    checkout (not of the notebook's working folder)."""
+    import os
+
+    from .runs import RUNS_ENV
+
+    return Path(path or os.environ.get(RUNS_ENV) or REPO / "runs")
