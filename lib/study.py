@@ -109,7 +109,10 @@ def ablation_configs(profile: str, data_dir: str | Path) -> list:
     configs = []
     for seed in study.ablation_seeds:
         for alpha in study.alphas:
-            for margin in study.margins if alpha < 1 else (study.margins[0],):
+            if alpha == 1:  # NT-Xent: the margin is moot, keep the default (the run of 02)
+                configs.append(pretrain_config(profile, data_dir, seed=seed, alpha=alpha))
+                continue
+            for margin in study.margins:
                 configs.append(pretrain_config(profile, data_dir, seed=seed, alpha=alpha,
                                                margin=margin))  # fmt: skip
     return configs

@@ -288,7 +288,7 @@ def contrastive_epoch(
         raise ValueError(f"batch_size {config.batch_size} exceeds the {len(order)} training clips")
     n_steps = min(n_steps, max_steps or n_steps)
     total, start = 0.0, time.perf_counter()
-    batches = prefetch(_contrastive_batches(data, order[: n_steps * config.batch_size],
+    batches = prefetch(contrastive_batches(data, order[: n_steps * config.batch_size],
                                             config.batch_size, rng), device)  # fmt: skip
     bar = tqdm(batches, total=n_steps, disable=not progress, desc=desc, leave=False)
     for step, (x1, x2, bg1, bg2) in enumerate(bar):
@@ -377,7 +377,7 @@ def barrier() -> None:
         torch.distributed.barrier()
 
 
-def _contrastive_batches(data: TrainingData, order: np.ndarray, batch_size: int, rng) -> Iterator:
+def contrastive_batches(data: TrainingData, order: np.ndarray, batch_size: int, rng) -> Iterator:
     """Per batch: two independent random patches of each clip and two background patches.
 
     The backgrounds for mix-back are patches of other clips of the same batch (rolled by one
