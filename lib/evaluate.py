@@ -202,7 +202,7 @@ def paired_difference(
     return {
         "n": n,
         "mean_difference": mean,
-        "ci": [low, high],
+        "ci": [float(low), float(high)],
         "confidence": confidence,
         "p_ttest": p_t,
         "p_wilcoxon": p_w,

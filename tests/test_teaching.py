@@ -1,0 +1,148 @@
+"""The teaching curves against formulas derived by hand for the two-clip batch, and the toy."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+from aclaudio import losses, teaching
+from aclaudio.evaluate import pair_angles
+
+matplotlib.use("Agg")
+
+THETA = np.linspace(0.01, math.pi / 2, 40)
+
+
+def finite_difference(f, theta: np.ndarray, step: float = 1e-6) -> np.ndarray:
+    return (f(theta + step) - f(theta - step)) / (2 * step)
+
+
+def nt_xent_negative(theta: np.ndarray, tau: float) -> np.ndarray:
+    """Every anchor: positive at angle 0, two negatives at theta (the other clip's views)."""
+    return -1 / tau + np.log(np.exp(1 / tau) + 2 * np.exp(np.cos(theta) / tau))
+
+
+def nt_xent_positive(theta: np.ndarray, tau: float) -> np.ndarray:
+    """Every anchor: positive at theta, negatives at pi (cos -1) and pi - theta (cos -cos)."""
+    c = np.cos(theta)
+    return -c / tau + np.log(np.exp(c / tau) + np.exp(-1 / tau) + np.exp(-c / tau))
+
+
+@pytest.mark.parametrize("pair", teaching.PAIRS)
+def test_two_clip_batch_gives_every_pair_of_the_kind_the_angle_theta(pair):
+    h1, h2 = teaching.two_clip_batch(torch.tensor(0.7, dtype=torch.float64), pair=pair)
+    positives, negatives = (np.sort(a) for a in pair_angles(h1, h2))
+    studied, others = (positives, negatives) if pair == "positive" else (negatives, positives)
+    assert studied == pytest.approx(0.7)
+    assert others == pytest.approx(
+        [math.pi - 0.7] * 2 + [math.pi] * 2 if pair == "positive" else [0.0, 0.0], abs=1e-6
+    )
+
+
+@pytest.mark.parametrize("margin", [0.25, 0.5, 1.0])
+def test_angular_loss_curve_is_theta_squared_and_the_squared_hinge(margin):
+    curve = teaching.angular_loss_curve(THETA, margin=margin)
+    assert curve["positive"] == pytest.approx(THETA**2, rel=1e-9)
+    assert curve["negative"] == pytest.approx(np.maximum(0, margin - THETA) ** 2, abs=1e-9)
+
+
+@pytest.mark.parametrize(("alpha", "margin", "tau"), [(0.3, 0.5, 0.2), (0.7, 1.0, 0.07)])
+def test_pair_gradients_match_the_hand_derived_slopes(alpha, margin, tau):
+    negative = teaching.pair_gradients(
+        THETA, pair="negative", alpha=alpha, margin=margin, temperature=tau
+    )
+    e = np.exp((np.cos(THETA) - 1) / tau)
+    assert negative["nt_xent"] == pytest.approx(-2 * np.sin(THETA) * e / (tau * (1 + 2 * e)))
+    assert negative["nt_xent"] == pytest.approx(
+        finite_difference(lambda t: nt_xent_negative(t, tau), THETA), rel=1e-5, abs=1e-9
+    )
+    assert negative["angular"] == pytest.approx(-2 * np.maximum(0, margin - THETA), abs=1e-9)
+
+    positive = teaching.pair_gradients(
+        THETA, pair="positive", alpha=alpha, margin=margin, temperature=tau
+    )
+    assert positive["nt_xent"] == pytest.approx(
+        finite_difference(lambda t: nt_xent_positive(t, tau), THETA), rel=1e-5, abs=1e-9
+    )
+    assert positive["angular"] == pytest.approx(2 * THETA)
+    for pair, slopes in (("negative", negative), ("positive", positive)):
+        for k in (0, 17, 39):  # ACL's slope is the real losses.acl's, by autograd
+            angle = torch.tensor(THETA[k], dtype=torch.float64, requires_grad=True)
+            h1, h2 = teaching.two_clip_batch(angle, pair=pair)
+            value = losses.acl(
+                h1, h2, alpha=alpha, margin=margin, temperature=tau, reduction="mean"
+            )
+            (slope,) = torch.autograd.grad(value, angle)
+            assert slopes["acl"][k] == pytest.approx(slope.item(), abs=1e-9)
+
+
+def test_nt_xent_lets_go_of_a_positive_that_wins_the_softmax_the_angular_term_does_not():
+    slopes = teaching.pair_gradients([0.3], pair="positive", temperature=0.2)
+    assert slopes["nt_xent"][0] < 1e-3 < 0.5 < slopes["angular"][0]
+
+
+def test_a_coinciding_negative_gets_the_subgradient_zero():
+    slopes = teaching.pair_gradients([0.0], pair="negative", margin=0.5)
+    assert slopes["angular"][0] == 0 and slopes["nt_xent"][0] == 0
+
+
+@pytest.mark.parametrize(
+    ("theta", "settings", "message"),
+    [
+        ([-0.1], {"pair": "negative"}, r"must lie in \[0, 3.142\]"),
+        ([3.0], {"pair": "positive", "margin": 0.5}, "negatives at pi - theta enter the margin"),
+        ([np.nan], {"pair": "negative"}, "finite angles"),
+        ([[0.1]], {"pair": "negative"}, "1-d array"),
+        ([0.1], {"pair": "neither"}, "pair must be one of positive, negative"),
+        ([0.1], {"pair": "negative", "alpha": 1.5}, r"alpha must lie in \[0, 1\]"),
+    ],
+)
+def test_bad_angles_pairs_and_alphas_are_named(theta, settings, message):
+    with pytest.raises(ValueError, match=message):
+        teaching.pair_gradients(theta, **settings)
+
+
+def test_toy_losses_equal_nt_xent_and_a_lower_acl_for_the_grouped_arrangement():
+    table = teaching.toy_losses([0.0, 0.3, 0.7, 1.0])
+    assert list(table.columns) == ["grouped", "swapped"]
+    assert table.loc[1.0, "grouped"] == pytest.approx(table.loc[1.0, "swapped"], abs=1e-5)
+    assert table.loc[1.0, "grouped"] == pytest.approx(6.561, abs=1e-3)
+    # alpha = 0, the angular term alone, by hand: sum/25 over ordered pairs; the positives lie
+    # 90, 30, 90 and 30 degrees apart, the negatives 30 degrees (0.52 rad) or more, outside
+    # the margin of 0.5 rad
+    grouped = 2 * (2 * (math.pi / 2) ** 2 + 2 * (math.pi / 6) ** 2) / 25
+    assert table.loc[0.0, "grouped"] == pytest.approx(grouped, rel=1e-5)
+    assert (table.loc[[0.0, 0.3, 0.7], "grouped"] < table.loc[[0.0, 0.3, 0.7], "swapped"]).all()
+
+
+def test_no_swap_invariant_arrangement_reaches_the_papers_value():
+    value, views = teaching.swap_invariant_floor(starts=10)
+    swapped = views[[0, 1, 2, 3, 6, 5, 4, 7]]  # piano-aug and rain-aug exchanged
+    nt_xent = [losses.nt_xent(x[:4], x[4:], temperature=0.07).item() for x in (views, swapped)]
+    assert nt_xent == pytest.approx([value, value], abs=1e-5)
+    assert not torch.allclose(views[4], views[6], atol=1e-3)  # a real swap, not a no-op
+    assert 3.0 < value < 3.25  # above the paper's 0.9317, below our toy's 6.561
+    with pytest.raises(ValueError, match="starts must be at least 1"):
+        teaching.swap_invariant_floor(starts=0)
+
+
+def test_figures_draw_the_toy_and_the_margin():
+    names, grouped, _ = losses.toy_example()
+    fig, ax = matplotlib.pyplot.subplots()
+    teaching.plot_arrangement(ax, grouped, names, title="grouped")
+    assert ax.get_title() == "grouped" and len(ax.texts) == 8
+    fig = teaching.margin_figure(margin=0.75, alpha=0.3)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "Margin on the unit circle" and len(fig.axes) == 3
+    assert "0.75" in " ".join(t.get_text() for t in fig.axes[1].get_legend().get_texts())
+    matplotlib.pyplot.close("all")
+
+
+def test_the_curves_leave_torchs_thread_count_as_they_found_it():
+    threads = torch.get_num_threads()
+    teaching.pair_gradients([0.2], pair="negative")
+    assert torch.get_num_threads() == threads
