@@ -106,6 +106,22 @@ def _finetune(args: argparse.Namespace) -> dict:
     return _run_summary(finetune(config, runs_dir=args.runs_dir or args.run_dir.parent))
 
 
+def _sweep(args: argparse.Namespace) -> dict:
+    from . import study, sweep
+
+    grids = {
+        "ablation": study.ablation_configs,
+        "comparison": lambda p, d: sum(study.comparison_configs(p, d).values(), []),
+        "supervised": study.supervised_configs,
+    }
+    configs = grids[args.grid](args.profile, args.data_dir)
+    runs = sweep.run_grid(
+        configs, runs_dir=args.runs_dir, executor=args.executor, parallel=args.parallel,
+        slurm_partition=args.partition, gpus_per_job=args.gpus, minutes=args.minutes,
+    )  # fmt: skip
+    return {"grid": args.grid, "runs": len(runs), "run_dirs": [str(r.path) for r in runs]}
+
+
 def _embed(args: argparse.Namespace) -> dict:
     import numpy as np
 
@@ -192,6 +208,18 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--subset", default="test", help="clean, noisy, noisy_small, all or test")
     embed.add_argument("--out", type=Path, help="default: RUN_DIR/embeddings-SUBSET.npz")
     embed.set_defaults(run=_embed)
+
+    grid = commands.add_parser("sweep", help="run a grid of the study (skips finished runs)")
+    grid.add_argument("grid", choices=["ablation", "comparison", "supervised"])
+    grid.add_argument("--profile", choices=["smoke", "cpu", "paper"], default="cpu")
+    grid.add_argument("--data-dir", type=Path, required=True, help="dataset folder")
+    grid.add_argument("--runs-dir", type=Path, help="run store (default $ACLAUDIO_RUNS or ./runs)")
+    grid.add_argument("--executor", choices=["inline", "local", "slurm"], default="inline")
+    grid.add_argument("--parallel", type=int, default=1, help="jobs at a time (local, slurm)")
+    grid.add_argument("--partition", help="SLURM partition")
+    grid.add_argument("--gpus", type=int, default=1, help="GPUs per SLURM job")
+    grid.add_argument("--minutes", type=int, default=240, help="time limit per job")
+    grid.set_defaults(run=_sweep)
 
     bench = commands.add_parser("bench", help="run a benchmark, table under results/bench/")
     bench.add_argument("what", choices=["features", "loss", "train", "linear"])

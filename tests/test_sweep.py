@@ -46,3 +46,16 @@ def test_local_executor_runs_the_grid_once(smoke_data, tmp_path, monkeypatch):
 def test_unknown_executor(smoke_data, tmp_path):
     with pytest.raises(ValueError, match="unknown executor 'cloud'"):
         sweep.run_grid([base(smoke_data)], runs_dir=tmp_path, executor="cloud")
+
+
+def test_sweep_command(smoke_data, tmp_path, capsys):
+    import json
+
+    from aclaudio import cli
+
+    argv = ["sweep", "supervised", "--profile", "smoke", "--data-dir", str(smoke_data),
+            "--runs-dir", str(tmp_path), "--executor", "local", "--parallel", "2"]  # fmt: skip
+    assert cli.main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["grid"] == "supervised" and summary["runs"] == 4  # 2 subsets x 2 alphas
+    assert len(runs.load_results(tmp_path)) == 4
