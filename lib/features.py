@@ -189,6 +189,17 @@ class FeatureCache:
     def __len__(self) -> int:
         return len(self.clips)
 
+    def relabel(self, dataset: Dataset) -> FeatureCache:
+        """Take labels, targets and subset flags from the dataset as it is now.
+
+        The cache key covers the audio files only, so an edited train.csv (a corrected label)
+        reuses the features but must not reuse the old labels.
+        """
+        stored = self.clips[["split", "fname", "offset", "length"]]
+        current = dataset.clips.drop(columns=["offset", "length"], errors="ignore")
+        self.clips = stored.merge(current, on=["split", "fname"], how="left", validate="1:1")
+        return self
+
     def clip(self, row: int) -> np.ndarray:
         """The (n_mels, frames) log-mel of clip `row` (row of `self.clips`), float32."""
         start = self._offsets[row]
@@ -250,7 +261,7 @@ def build_cache(
     name = next((k for k, v in PRESETS.items() if v == preset), "custom")
     path = Path(cache_dir or default_cache_dir(dataset)) / f"{name}-{cache_key(dataset, preset)}"
     if (path / "meta.json").is_file():
-        return FeatureCache(path)
+        return FeatureCache(path).relabel(dataset)
     path.mkdir(parents=True, exist_ok=True)
     data_file, progress_file = path / "features.f16.partial", path / "progress.json"
 
@@ -314,7 +325,7 @@ def build_cache(
     }
     atomic_write_text(path / "meta.json", json.dumps(meta, indent=1))  # written last: the marker
     progress_file.unlink()
-    return FeatureCache(path)
+    return FeatureCache(path).relabel(dataset)
 
 
 def _worker_init() -> None:

@@ -184,3 +184,20 @@ def test_killed_build_continues(tiny_dataset, tmp_path):
     fresh = features.build_cache(dataset, "cpu", cache_dir=tmp_path / "fresh", progress=False)
     np.testing.assert_array_equal(resumed.data, fresh.data)
     assert resumed.clips["offset"].tolist() == fresh.clips["offset"].tolist()
+
+
+def test_edited_labels_reach_a_reused_cache(tiny_dataset, tmp_path):
+    first = features.build_cache(
+        datasets.load_dataset(tiny_dataset), "cpu", cache_dir=tmp_path, progress=False
+    )
+    csv = tiny_dataset / "FSDnoisy18k.meta" / "train.csv"
+    csv.write_text(csv.read_text().replace("1.wav,Bell,/m/0,1,0", "1.wav,Chirp,/m/2,0,1"))
+    again = features.build_cache(
+        datasets.load_dataset(tiny_dataset), "cpu", cache_dir=tmp_path, progress=False
+    )
+    assert again.path == first.path  # the audio did not change: features reused
+    row = again.clips.set_index("fname").loc["1.wav"]
+    assert (row["label"], row["target"], row["manually_verified"], row["noisy_small"]) == (
+        "Chirp", 2, 0, 1,
+    )  # fmt: skip
+    np.testing.assert_array_equal(again.clip(0), first.clip(0))

@@ -146,3 +146,16 @@ def test_the_curves_leave_torchs_thread_count_as_they_found_it():
     threads = torch.get_num_threads()
     teaching.pair_gradients([0.2], pair="negative")
     assert torch.get_num_threads() == threads
+
+
+def test_the_explorer_redraws_its_figure_when_a_slider_moves():
+    matplotlib.pyplot.close("all")
+    explorer = teaching.margin_explorer(margin=0.25, alpha=0.7)
+    (margin, alpha, temperature), image = explorer.children[0].children, explorer.children[1]
+    assert (margin.value, alpha.value, temperature.value) == (0.25, 0.7, 0.2)
+    before = bytes(image.value)
+    assert before.startswith(b"\x89PNG")
+    margin.value = 1.0
+    after = bytes(image.value)
+    assert after != before and after.startswith(b"\x89PNG")
+    assert not matplotlib.pyplot.get_fignums()  # each drawing is closed, none piles up
