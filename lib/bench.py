@@ -430,8 +430,8 @@ class _Standardise(torch.nn.Module):
 
 def _linear_loop(encoder, data, config, device, epochs: int, eval_every: int) -> float:
     """The paper's linear evaluation loop; test accuracy of the epoch best on the clean subset."""
-    from . import augment, evaluate
-    from .train import embed
+    from . import augment
+    from .train import clip_report
 
     targets = data.cache.clips["target"].to_numpy()
     mean, std = data.normaliser(device, per_band=False)
@@ -453,12 +453,8 @@ def _linear_loop(encoder, data, config, device, epochs: int, eval_every: int) ->
         optimizer, milestones=[int(epochs * 0.4), int(epochs * 0.8)], gamma=0.1
     )
 
-    def clip_accuracy(rows):
-        emb, clip = embed(encoder, data, rows, device)  # through the encoder every time
-        with torch.no_grad():
-            probs = linear(torch.from_numpy(emb).to(device)).softmax(1).cpu().numpy()
-        ids, clip_probs = evaluate.clip_probabilities(probs, clip)
-        return float((clip_probs.argmax(1) == targets[ids]).mean())
+    def clip_accuracy(rows):  # through the encoder every time, as the paper's loop does
+        return clip_report(torch.nn.Sequential(encoder, linear), data, rows, device, True)["micro"]
 
     best, test_at_best = -1.0, 0.0
     for epoch in range(epochs):

@@ -79,10 +79,10 @@ class TrainingData:
         cache = build_cache(dataset, config.preset, progress=progress)
         if first:
             barrier()
-        clips = cache.clips
+        monitor = getattr(config, "monitor_subset", "clean")  # supervised runs: the clean subset
         rows = {
-            name: np.flatnonzero(subset_mask(clips, name))
-            for name in (config.subset, getattr(config, "monitor_subset", "clean"), "test")
+            name: np.flatnonzero(subset_mask(cache.clips, name))
+            for name in (config.subset, monitor, "test")
         }
         for name, picked in rows.items():
             if len(picked) == 0:
@@ -93,7 +93,7 @@ class TrainingData:
         return cls(
             cache=cache,
             train_rows=train,
-            monitor_rows=rows[getattr(config, "monitor_subset", "clean")],
+            monitor_rows=rows[monitor],
             test_rows=rows["test"],
             n_classes=len(dataset.classes),
             mean=frames.mean(axis=1).astype(np.float32),
@@ -404,11 +404,13 @@ def embed(
     *,
     per_band: bool = False,
     amp: bool = True,
+    hop: int | None = None,
     batch_size: int = 256,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Encoder outputs of every evaluation patch of the clips: (patches, dim) and clip ids."""
+    """Outputs of every evaluation patch of the clips (hop: the preset's eval_hop unless
+    given): (patches, dim) and the clip row of each patch."""
     mean, std = data.normaliser(device, per_band=per_band)
-    patches = [(data.cache.clip_patches(int(r)), r) for r in rows]
+    patches = [(data.cache.clip_patches(int(r), hop=hop), r) for r in rows]
     clip_of_patch = np.concatenate([np.full(len(p), r) for p, r in patches])
     stacked = np.concatenate([p for p, _ in patches])
     encoder.eval()
@@ -421,12 +423,8 @@ def embed(
 
 
 def clip_embeddings(patch_emb: np.ndarray, clip_of_patch: np.ndarray) -> np.ndarray:
-    """Mean patch embedding per clip, in the order the clips first appear."""
-    _, first, inverse = np.unique(clip_of_patch, return_index=True, return_inverse=True)
-    sums = np.zeros((len(first), patch_emb.shape[1]))
-    np.add.at(sums, inverse, patch_emb)
-    counts = np.bincount(inverse)[:, None]
-    return (sums / counts)[np.argsort(np.argsort(first))]
+    """Mean patch embedding per clip, in sorted clip-row order (the order of every row set here)."""
+    return evaluate.clip_probabilities(patch_emb, clip_of_patch)[1]
 
 
 def project(model: ContrastiveModel, h: np.ndarray, device: torch.device) -> np.ndarray:
@@ -612,7 +610,12 @@ def supervised(config: SupervisedConfig, *, runs_dir=None, progress: bool = True
     best_state = run.load_checkpoint("best")
     if best_state is not None:
         model.load_state_dict(best_state["model"])
-    report = _supervised_test(run, model, data, device, config)
+    # paper.md section 3: non-overlapping patches, softmax summed over each clip, argmax
+    report = clip_report(
+        _Logits(model), data, data.test_rows, device, config.amp, per_band=True,
+        hop=data.cache.preset.patch_frames, aggregate="sum",
+    )  # fmt: skip
+    atomic_write_text(run.path / "evaluation.json", json.dumps(report, indent=1))
     summary = flat_report(report) | {
         "best_epoch": best_state["epoch"] if best_state else None,
         "best_val_loss": best,
@@ -640,22 +643,15 @@ def _patch_batch(data: TrainingData, pairs: np.ndarray, frames: int):
     return x, data.targets(pairs[:, 0])
 
 
-def _supervised_test(run: Run, model, data: TrainingData, device, config) -> dict:
-    """Non-overlapping patches per test clip, softmax summed over the clip, argmax (paper.md)."""
-    frames = data.cache.preset.patch_frames
-    mean, std = data.normaliser(device, per_band=True)
-    model.eval()
-    predicted = []
-    with torch.no_grad(), autocast(device, config.amp):
-        for row in data.test_rows:
-            x = torch.from_numpy(data.cache.clip_patches(int(row), frames, frames)[:, None])
-            logits, _ = model(augment.normalise(x.to(device), mean, std))
-            predicted.append(int(logits.float().softmax(1).sum(0).argmax()))
-    report = evaluate.accuracy_report(
-        data.targets(data.test_rows), np.array(predicted), n_classes=data.n_classes
-    )
-    atomic_write_text(run.path / "evaluation.json", json.dumps(report, indent=1))
-    return report
+class _Logits(nn.Module):
+    """The logits of a model that returns (logits, features)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[0]
 
 
 # ----------------------------------------------------------------------------- finished runs
@@ -753,7 +749,7 @@ def finetune(config: FinetuneConfig, *, runs_dir=None, progress: bool = True) ->
             loss.backward()
             optimizer.step()
             total += loss.item()
-        report = _clip_report(classifier, data, data.monitor_rows, device, config.amp)
+        report = clip_report(classifier, data, data.monitor_rows, device, config.amp)
         if report["micro"] > best:
             best = report["micro"]
             run.save_checkpoint({"model": classifier.state_dict(), "epoch": epoch}, "best")
@@ -764,7 +760,7 @@ def finetune(config: FinetuneConfig, *, runs_dir=None, progress: bool = True) ->
     best_state = run.load_checkpoint("best")
     if best_state is not None:
         classifier.load_state_dict(best_state["model"])
-    report = _clip_report(classifier, data, data.test_rows, device, config.amp)
+    report = clip_report(classifier, data, data.test_rows, device, config.amp)
     atomic_write_text(run.path / "evaluation.json", json.dumps(report, indent=1))
     summary = flat_report(report) | {
         "best_epoch": best_state["epoch"] if best_state else None,
@@ -773,11 +769,23 @@ def finetune(config: FinetuneConfig, *, runs_dir=None, progress: bool = True) ->
     return finish(run, summary, started, device)
 
 
-def _clip_report(classifier, data: TrainingData, rows, device, amp: bool) -> dict:
-    """Accuracy of a patch classifier on clips: softmax averaged over every patch of a clip."""
-    logits, clip_of_patch = embed(classifier, data, rows, device, amp=amp)
+def clip_report(
+    classifier,
+    data: TrainingData,
+    rows,
+    device,
+    amp: bool,
+    *,
+    per_band: bool = False,
+    hop: int | None = None,
+    aggregate: str = "mean",
+) -> dict:
+    """Accuracy of a patch classifier on clips: softmax over every patch, aggregated per clip."""
+    logits, clip_of_patch = embed(
+        classifier, data, rows, device, amp=amp, per_band=per_band, hop=hop
+    )
     probs = torch.from_numpy(logits).softmax(1).numpy()
-    ids, clip_probs = evaluate.clip_probabilities(probs, clip_of_patch)
+    ids, clip_probs = evaluate.clip_probabilities(probs, clip_of_patch, aggregate=aggregate)
     return evaluate.accuracy_report(
         data.cache.clips["target"].to_numpy()[ids], clip_probs.argmax(1), n_classes=data.n_classes
     )
