@@ -41,8 +41,7 @@ def _features(args: argparse.Namespace) -> dict:
     cache = build_cache(
         datasets.load_dataset(args.dir), args.preset, cache_dir=args.cache_dir, workers=args.workers
     )
-    bad = cache.bad_files.to_dict(orient="records")
-    return {"cache": str(cache.path), **cache.meta, "bad_files": len(bad)}
+    return {"cache": str(cache.path), **cache.meta, "bad_files": len(cache.bad_files)}
 
 
 def _bench(args: argparse.Namespace) -> dict:
