@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup_env.sh
-.venv/bin/ruff check lib tests
-.venv/bin/ruff format --check lib tests
+.venv/bin/ruff check lib tests scripts
+.venv/bin/ruff format --check lib tests scripts
 .venv/bin/python -m pytest "$@"

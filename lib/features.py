@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_write_text
 from .datasets import Dataset
+from .system import usable_cpus
 
 
 @dataclass(frozen=True)
@@ -274,7 +275,7 @@ def build_cache(
     start_time = time.perf_counter()
     todo = list(range(len(done["rows"]) + len(done["bad"]), len(dataset.clips)))
     paths = dataset.clips["path"].tolist()
-    workers = workers or min(len(os.sched_getaffinity(0)), 8)
+    workers = workers or min(usable_cpus(), 8)
     bar = tqdm(
         total=len(dataset.clips),
         initial=len(dataset.clips) - len(todo),

@@ -10,7 +10,6 @@ a cluster can share one. Every write is atomic (temporary file, then rename).
 from __future__ import annotations
 
 import csv
-import fcntl
 import json
 import os
 import subprocess
@@ -21,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+from filelock import FileLock
 
 from .atomic import atomic_write_text
 from .config import config_dict, config_hash, kind_of, make_config
@@ -138,8 +138,7 @@ def append_result(row: dict[str, Any], runs_dir: str | Path | None = None) -> No
     file = runs_root(runs_dir) / RESULTS_FILE
     file.parent.mkdir(parents=True, exist_ok=True)
     row = {"commit": git_commit(), **row}
-    with open(file.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with FileLock(file.with_suffix(".lock")):
         table = pd.read_csv(file) if file.is_file() else pd.DataFrame()
         if set(row) <= set(table.columns):
             with open(file, "a", newline="") as handle:

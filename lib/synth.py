@@ -30,6 +30,8 @@ from scipy.fft import next_fast_len
 from scipy.special import ndtr, ndtri
 from tqdm.auto import tqdm
 
+from .system import usable_cpus
+
 SAMPLE_RATE = 22050
 GENERATOR_VERSION = 1  # bump when a recipe changes: datasets made before are regenerated
 
@@ -569,8 +571,7 @@ def _render_all(tasks: list[tuple], *, progress: bool) -> None:
     """Longest clips first so that the workers finish together."""
     tasks = sorted(tasks, key=lambda task: -task[2])
     total = sum(task[2] for task in tasks)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    workers = cpus if total >= PARALLEL_MIN_SECONDS else 1
+    workers = usable_cpus() if total >= PARALLEL_MIN_SECONDS else 1
     with tqdm(total=len(tasks), desc="synth", unit="clip", disable=not progress) as bar:
         if workers == 1:
             for task in tasks:

@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
-# Create or update the project's virtual environment (.venv) and its Jupyter kernel.
-# Idempotent: when pyproject.toml has not changed since the last set-up, it returns at once.
-# Needs only python3 (3.11+) with venv and pip. Override the interpreter with PYTHON=...
+# Create or update the project's virtual environment (.venv) and its Jupyter kernel from the lock.
+# requirements.lock holds the exact version of every package (regenerate it with the command at
+# its top); pip installs exactly those, then the project itself without resolving anything else.
+# Idempotent: when the lock, pyproject.toml and this script are unchanged since the last set-up,
+# it returns at once. Needs only python3 (3.11+) with venv and pip. Override it with PYTHON=...
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.aclaudio-setup
-want=$(cat pyproject.toml scripts/setup_env.sh | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.lock pyproject.toml scripts/setup_env.sh scripts/check_env.py | sha256sum | cut -d' ' -f1)
 
-if [[ -f $STAMP && "$(cat "$STAMP")" == "$want" ]] && "$VENV/bin/python" -c "import aclaudio" 2>/dev/null; then
+if [[ -f $STAMP && "$(cat "$STAMP")" == "$want" ]] && "$VENV/bin/python" scripts/check_env.py --quiet; then
     exit 0
 fi
 
-echo "[setup] creating the environment in $VENV (first time: a few minutes, torch is large)"
+echo "[setup] installing the locked environment in $VENV (first time: a few minutes, torch is large)"
 [[ -x $VENV/bin/python ]] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+"$VENV/bin/python" -m pip install --quiet --upgrade "pip>=24"
+"$VENV/bin/python" -m pip install --quiet -r requirements.lock
+# The project itself: no dependency resolution, no build environment fetched from the network.
+"$VENV/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
 # The kernel lives inside the venv (--sys-prefix), so papermill and JupyterLab started from
 # the venv find it and nothing is written to the user's home.
 "$VENV/bin/python" -m ipykernel install --sys-prefix --name aclaudio \
     --display-name "Python (aclaudio)" >/dev/null
+"$VENV/bin/python" scripts/check_env.py
 echo "$want" > "$STAMP"
-echo "[setup] done: $("$VENV/bin/python" -c 'import torch, aclaudio; print("aclaudio", aclaudio.__version__, "torch", torch.__version__)')"

@@ -1,24 +1,115 @@
-"""The package installs as `aclaudio`, and environment.yml pins what pyproject.toml pins."""
+"""Packaging: the lock satisfies pyproject, every set-up reads the lock, the core installs alone."""
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 import tomllib
+import venv
 from pathlib import Path
 
+import pytest
 import yaml
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
+LOCK = ROOT / "requirements.lock"
 
 
-def test_environment_yml_matches_pyproject():
+def locked_versions() -> dict[str, str]:
+    """name -> exact version, for the lock lines whose markers hold on this interpreter."""
+    versions = {}
+    for line in LOCK.read_text().splitlines():
+        if not line or line[0] in "# ":
+            continue
+        requirement = Requirement(line)
+        (specifier,) = requirement.specifier  # exactly one ==X, checked below
+        assert specifier.operator == "==", f"{line}: a lock pins exact versions"
+        if requirement.marker is None or requirement.marker.evaluate():
+            versions[canonical(requirement.name)] = specifier.version
+    return versions
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def project_requirements() -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
+    extras = project["optional-dependencies"]
+    return [Requirement(r) for r in project["dependencies"] + sum(extras.values(), [])]
+
+
+def test_lock_satisfies_every_requirement_of_pyproject():
+    locked = locked_versions()
+    for requirement in project_requirements():
+        name = canonical(requirement.name)
+        assert name in locked, f"{requirement} is not in requirements.lock"
+        assert requirement.specifier.contains(locked[name], prereleases=True), (
+            f"requirements.lock has {name}=={locked[name]}, pyproject asks {requirement}"
+        )
+
+
+def test_lock_is_what_this_environment_runs():
+    """The venv the tests run in was installed from the lock (same versions, nothing newer)."""
+    from importlib import metadata
+
+    for name, version in locked_versions().items():
+        assert metadata.version(name) == version, name
+
+
+def test_pyproject_keeps_ranges_and_excludes_the_broken_torchaudio():
+    requirements = {canonical(r.name): r for r in project_requirements()}
+    assert all(not str(r.specifier).startswith("==") for r in requirements.values())
+    assert not requirements["torchaudio"].specifier.contains("2.11.1")
+    assert requirements["torchaudio"].specifier.contains("2.11.0")
+
+
+def test_lock_header_says_how_to_regenerate_it():
+    header = LOCK.read_text().splitlines()[:2]
+    assert "uv pip compile pyproject.toml --all-extras" in header[1]
+    assert "-o requirements.lock" in header[1]
+
+
+def test_environment_yml_and_setup_read_the_lock():
     environment = yaml.safe_load((ROOT / "environment.yml").read_text())
     (pip,) = [d["pip"] for d in environment["dependencies"] if isinstance(d, dict)]
-    assert set(pip) - {"-e ."} == wanted
+    assert pip == ["-r requirements.lock", "-e ."]
     assert "python=3.11" in environment["dependencies"]
+    setup = (ROOT / "scripts/setup_env.sh").read_text()
+    assert "pip install --quiet -r requirements.lock" in setup
+    assert "--no-deps --no-build-isolation -e ." in setup
+    assert re.search(r"want=\$\(cat requirements\.lock ", setup), "the stamp covers the lock"
+
+
+def test_self_check_names_both_versions_when_torchaudio_does_not_load(tmp_path):
+    """A torchaudio whose compiled part fails to load gets one line naming both versions."""
+    fake = tmp_path / "torchaudio"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "raise OSError('libtorchaudio.so: undefined symbol: torch_exception_get_what')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, ROOT / "scripts/check_env.py"], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 1
+    (line,) = out.stderr.strip().splitlines()
+    from importlib import metadata
+
+    assert f"torch {metadata.version('torch')}" in line
+    assert f"torchaudio {metadata.version('torchaudio')}" in line
+    assert "undefined symbol" in line and "setup_env.sh" in line
+
+
+def test_self_check_passes_here():
+    out = subprocess.run(
+        [sys.executable, ROOT / "scripts/check_env.py"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("[setup] ok: aclaudio")
 
 
 def test_console_script_lists_the_commands():
@@ -34,3 +125,39 @@ def test_package_comes_from_lib():
     import aclaudio
 
     assert Path(aclaudio.__file__).parent == ROOT / "lib"
+
+
+CORE_USE = """
+import importlib.util, sys, torch
+from aclaudio import losses, models
+assert importlib.util.find_spec("matplotlib") is None, "an extra was installed"
+encoder = models.build_encoder("small")
+h1, h2 = encoder(torch.randn(4, 1, 32, 40)), encoder(torch.randn(4, 1, 32, 40))
+loss = losses.acl(h1, h2, h1, h2, alpha=0.3, margin=0.5, reduction="mean")
+loss.backward()
+grad = sum(p.grad.abs().sum() for p in encoder.parameters() if p.grad is not None)
+assert torch.isfinite(loss) and grad > 0
+print("core ok", float(loss))
+"""
+
+
+@pytest.mark.slow
+def test_core_install_without_extras(tmp_path):
+    """`pip install .` in a fresh venv gives the losses and models; no study package comes along.
+
+    The locked versions are used as constraints, so pip takes torch from its cache when the
+    set-up has run (no second download of several GB).
+    """
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    install = subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "-c", LOCK, str(ROOT)],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert install.returncode == 0, install.stderr[-3000:]
+    use = subprocess.run([python, "-c", CORE_USE], capture_output=True, text=True, cwd=tmp_path)
+    assert use.returncode == 0, use.stderr[-3000:]
+    assert use.stdout.startswith("core ok")
+    cli = subprocess.run([env_dir / "bin" / "aclaudio", "--help"], capture_output=True, text=True)
+    assert cli.returncode == 0 and "pretrain" in cli.stdout, cli.stderr[-3000:]
