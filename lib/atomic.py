@@ -1,17 +1,49 @@
-"""Atomic file writes: a kill never leaves a half-written file that is later trusted."""
+"""Safe file updates across processes: atomic writes and inter-process locks.
+
+A kill never leaves a half-written file that is later trusted, and two processes doing the same
+work (a feature cache, a run, the results table) take turns instead of corrupting each other.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+
+def temporary_path(path: str | Path) -> Path:
+    """A hidden sibling of `path` unique to this process: concurrent writers never share one."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write through a temporary file in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_path(path)
     with open(tmp, "w") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+@contextmanager
+def exclusive(lock_file: str | Path, what: str) -> Iterator[None]:
+    """Hold an inter-process lock for the block; when another process holds it, say so and wait.
+
+    The lock is the operating system's (filelock), so a killed holder releases it at once.
+    """
+    lock = FileLock(lock_file)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"{what} is busy in another process: waiting for it", file=sys.stderr, flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()

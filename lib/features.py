@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -26,7 +28,7 @@ import torch
 import torchaudio
 from tqdm.auto import tqdm
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, exclusive
 from .datasets import Dataset
 from .system import usable_cpus
 
@@ -261,9 +263,40 @@ def build_cache(
     preset = get_preset(preset)
     name = next((k for k, v in PRESETS.items() if v == preset), "custom")
     path = Path(cache_dir or default_cache_dir(dataset)) / f"{name}-{cache_key(dataset, preset)}"
-    if (path / "meta.json").is_file():
-        return FeatureCache(path).relabel(dataset)
-    path.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One builder at a time: the others wait, then find the finished cache.
+    with exclusive(path.with_name(f".{path.name}.lock"), f"feature cache {path}"):
+        if not _is_complete(path):
+            _build(dataset, preset, name, path, workers=workers, progress=progress, chunk=chunk)
+    return FeatureCache(path).relabel(dataset)
+
+
+def _is_complete(path: Path) -> bool:
+    """A finished cache whose data file holds exactly what its index says; a damaged one is
+    removed (with a message) so that it is built again."""
+    if not (path / "meta.json").is_file():
+        return False
+    meta = json.loads((path / "meta.json").read_text())
+    data_file = path / "features.f16"
+    expected = meta["frames"] * meta["preset"]["n_mels"] * 2  # float16
+    found = data_file.stat().st_size if data_file.is_file() else 0
+    if found == expected:
+        return True
+    print(
+        f"feature cache {path} is damaged: {data_file.name} has {found} bytes where its index "
+        f"says {expected}; building it again",
+        file=sys.stderr,
+        flush=True,
+    )
+    shutil.rmtree(path)
+    return False
+
+
+def _build(
+    dataset: Dataset, preset: Preset, name: str, path: Path, *, workers, progress, chunk
+) -> None:
+    """Compute the cache into `path`, continuing a killed build from its last commit."""
+    path.mkdir(exist_ok=True)
     data_file, progress_file = path / "features.f16.partial", path / "progress.json"
 
     done = {"rows": [], "lengths": [], "bad": []}
@@ -326,7 +359,6 @@ def build_cache(
     }
     atomic_write_text(path / "meta.json", json.dumps(meta, indent=1))  # written last: the marker
     progress_file.unlink()
-    return FeatureCache(path).relabel(dataset)
 
 
 def _worker_init() -> None:

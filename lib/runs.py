@@ -9,20 +9,20 @@ a cluster can share one. Every write is atomic (temporary file, then rename).
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
-from filelock import FileLock
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, exclusive, temporary_path
 from .config import config_dict, config_hash, kind_of, make_config
 
 RUNS_ENV = "ACLAUDIO_RUNS"
@@ -71,7 +71,7 @@ class Run:
     def save_checkpoint(self, state: dict, name: str = "last") -> None:
         """Write a checkpoint atomically; the previous `last` is kept as `last.prev`."""
         target = self.path / f"{name}.pt"
-        tmp = target.with_suffix(".pt.tmp")
+        tmp = temporary_path(target)
         torch.save(state, tmp)
         if name == "last" and target.exists():
             os.replace(target, self.path / "last.prev.pt")
@@ -115,6 +115,22 @@ def open_run(config, runs_dir: str | Path | None = None) -> Run:
     return Run(path, config)
 
 
+@contextmanager
+def claimed_run(config, runs_dir: str | Path | None = None) -> Iterator[Run]:
+    """The run of this config, worked on by this process alone while the block runs.
+
+    A second process asking for the same run says that it waits, waits, then finds the run
+    finished (or resumes it, if the first one died). torchrun's other ranks (RANK > 0) share
+    rank 0's claim.
+    """
+    run = open_run(config, runs_dir)
+    if int(os.environ.get("RANK", "0")) > 0:
+        yield run
+        return
+    with exclusive(run.path / "run.lock", f"run {run.path}"):
+        yield run
+
+
 def load_run(path: str | Path) -> Run:
     """A run from its folder (as printed by the CLI), config included."""
     path = Path(path)
@@ -131,23 +147,21 @@ RESULTS_FILE = "results.csv"
 
 
 def append_result(row: dict[str, Any], runs_dir: str | Path | None = None) -> None:
-    """Append one result row under a file lock (safe with concurrent jobs on one store).
+    """Add one run's result row under a file lock (safe with concurrent jobs on one store).
 
-    Rows are flattened CSV lines; a new column set rewrites the file with the union of columns.
+    A run has at most one row: a row for a run already in the table replaces the old one (a
+    run killed between its row and its finished marker writes its row again when it is rerun).
+    The table is rewritten atomically, with the union of the columns.
     """
     file = runs_root(runs_dir) / RESULTS_FILE
     file.parent.mkdir(parents=True, exist_ok=True)
     row = {"commit": git_commit(), **row}
-    with FileLock(file.with_suffix(".lock")):
+    with exclusive(file.with_suffix(".lock"), f"results table {file}"):
         table = pd.read_csv(file) if file.is_file() else pd.DataFrame()
-        if set(row) <= set(table.columns):
-            with open(file, "a", newline="") as handle:
-                csv.DictWriter(handle, fieldnames=list(table.columns)).writerow(row)
-                handle.flush()
-                os.fsync(handle.fileno())
-        else:
-            table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
-            atomic_write_text(file, table.to_csv(index=False))
+        if "run" in row and "run" in table.columns:
+            table = table[table["run"] != row["run"]]
+        table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+        atomic_write_text(file, table.to_csv(index=False))
 
 
 def load_results(runs_dir: str | Path | None = None) -> pd.DataFrame:

@@ -30,6 +30,7 @@ from scipy.fft import next_fast_len
 from scipy.special import ndtr, ndtri
 from tqdm.auto import tqdm
 
+from .atomic import atomic_write_text
 from .system import usable_cpus
 
 SAMPLE_RATE = 22050
@@ -524,12 +525,6 @@ def _plan(profile: Profile, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
 # Writing the dataset
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _validate(root: Path, profile: str, seed: int) -> None:
     if profile not in PROFILES:
         raise ValueError(f"unknown synth profile {profile!r}; choose one of {sorted(PROFILES)}")
@@ -646,8 +641,8 @@ def synthesize(
 
     train, test = _plan(PROFILES[profile], seed)
     public = ["fname", "label", "aso_id", "manually_verified", "noisy_small", "true_label"]
-    _atomic_write(root / META_DIR / "train.csv", train[public].to_csv(index=False))
-    _atomic_write(root / META_DIR / "test.csv", test[public[:3]].to_csv(index=False))
+    atomic_write_text(root / META_DIR / "train.csv", train[public].to_csv(index=False))
+    atomic_write_text(root / META_DIR / "test.csv", test[public[:3]].to_csv(index=False))
 
     tasks = [
         (str(root / folder / clip.fname), clip.class_index, clip.seconds, (seed, code, i))
@@ -674,6 +669,8 @@ def synthesize(
         "hours": {name: round(float(t.seconds.sum()) / 3600, 4) for name, t in subsets.items()},
         "label_noise_rate": round(float((noisy.label != noisy.true_label).mean()), 4),
     }
-    _atomic_write(root / DOC_DIR / "README.md", _readme(profile, seed, summary))
-    _atomic_write(root / DOC_DIR / MARKER, json.dumps({"settings": settings, "summary": summary}))
+    atomic_write_text(root / DOC_DIR / "README.md", _readme(profile, seed, summary))
+    atomic_write_text(
+        root / DOC_DIR / MARKER, json.dumps({"settings": settings, "summary": summary})
+    )
     return summary | {"reused": False, "seconds": round(time.perf_counter() - started, 3)}

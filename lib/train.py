@@ -28,7 +28,7 @@ from .atomic import atomic_write_text
 from .config import FinetuneConfig, PretrainConfig, SupervisedConfig, config_dict, kind_of
 from .datasets import load_dataset, subset_mask
 from .features import FeatureCache, build_cache
-from .runs import Run, append_result, load_run, open_run
+from .runs import Run, append_result, claimed_run, load_run
 
 
 class TrainingError(RuntimeError):
@@ -146,7 +146,7 @@ def check_finite(loss: torch.Tensor, where: str, epoch: int, step: int) -> None:
 
 
 def finish(run: Run, summary: dict, started: float, device: torch.device) -> Run:
-    """Mark the run finished with its summary and add its row to the results table."""
+    """Add the run's row to the results table, then mark it finished with its summary."""
     summary = summary | {
         "run": run.id,
         "kind": kind_of(run.config),
@@ -154,8 +154,10 @@ def finish(run: Run, summary: dict, started: float, device: torch.device) -> Run
         "device": str(device),
         "finished_epochs": run.config.epochs,
     }
-    run.finish(summary)
+    # The row first: a kill between the two leaves an unfinished run, which a rerun completes
+    # (replacing its row), never a finished run without its row.
     append_result(config_dict(run.config) | summary, run.path.parent)
+    run.finish(summary)
     return run
 
 
@@ -200,9 +202,11 @@ def build_contrastive_model(config: PretrainConfig, device: torch.device) -> Con
 
 def pretrain(config: PretrainConfig, *, runs_dir=None, progress: bool = True) -> Run:
     """Self-supervised pretraining, kNN monitor, then linear evaluation of the best checkpoint."""
-    run = open_run(config, runs_dir)
-    if run.finished:
-        return run
+    with claimed_run(config, runs_dir) as run:
+        return run if run.finished else _pretrain(run, config, progress)
+
+
+def _pretrain(run: Run, config: PretrainConfig, progress: bool) -> Run:
     started = time.perf_counter()
     device = init_distributed(config.device)
     rank, world = rank_and_world()
@@ -501,11 +505,13 @@ def linear_evaluation(run: Run, model, data: TrainingData, config, device) -> di
 
 def supervised(config: SupervisedConfig, *, runs_dir=None, progress: bool = True) -> Run:
     """The baseline CNN with CE or supervised ACL; the lowest-validation-loss checkpoint is kept."""
+    with claimed_run(config, runs_dir) as run:
+        return run if run.finished else _supervised(run, config, progress)
+
+
+def _supervised(run: Run, config: SupervisedConfig, progress: bool) -> Run:
     from sklearn.model_selection import train_test_split
 
-    run = open_run(config, runs_dir)
-    if run.finished:
-        return run
     started = time.perf_counter()
     device = resolve_device(config.device)
     data = TrainingData.load(config, progress=progress)
@@ -701,9 +707,11 @@ def finetune(config: FinetuneConfig, *, runs_dir=None, progress: bool = True) ->
     parent = load_run(config.pretrain_run)
     if not parent.finished:
         raise ValueError(f"{parent.path}: pretraining has not finished; run it first")
-    run = open_run(config, runs_dir)
-    if run.finished:
-        return run
+    with claimed_run(config, runs_dir) as run:
+        return run if run.finished else _finetune(run, parent, config, progress)
+
+
+def _finetune(run: Run, parent: Run, config: FinetuneConfig, progress: bool) -> Run:
     started = time.perf_counter()
     model, data, _ = load_pretrained(parent, progress=progress)
     device = resolve_device(config.device)
