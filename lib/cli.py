@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import datasets
+from . import __version__, datasets
 from .download import DownloadError
 
 
@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aclaudio",
         description="Angular contrastive learning of audio representations: the study's tools.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     download = commands.add_parser("download", help="download and unpack a dataset")
