@@ -4,4 +4,6 @@ A thin library behind the study's notebooks: datasets, features, augmentation, m
 losses, training and evaluation. See README.md for the tour.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+__version__ = version("aclaudio")  # written once, in pyproject.toml

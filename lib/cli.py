@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import datasets
+from . import __version__, datasets
 from .download import DownloadError
 
 
@@ -56,6 +56,23 @@ def _bench(args: argparse.Namespace) -> dict:
     table = run(out_dir=args.out_dir)
     print(table.to_string(index=False))
     return {"bench": args.what, "rows": table.to_dict(orient="records")}
+
+
+def _config_show(args: argparse.Namespace) -> dict:
+    from .config import make_config, profile_config, settable, setting_text
+
+    if args.kind == "finetune":
+        print("finetune settings are the same for every profile")
+        config = make_config("finetune")
+    else:
+        config = profile_config(args.kind, args.profile)
+    values = settable(config)
+    types = {key: type(value).__name__ for key, value in values.items()}
+    lines = [f"{key}={setting_text(value)}" for key, value in values.items()]  # valid --set args
+    width = max(map(len, lines))
+    for line, kind in zip(lines, types.values(), strict=True):
+        print(f"{line:{width}s}  {kind}")
+    return {"kind": args.kind, "profile": args.profile, "settings": values, "types": types}
 
 
 def _configured(args: argparse.Namespace, kind: str, **fixed):
@@ -151,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aclaudio",
         description="Angular contrastive learning of audio representations: the study's tools.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     download = commands.add_parser("download", help="download and unpack a dataset")
@@ -170,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     summary = data_commands.add_parser("summary", help="classes, counts, hours, bad files")
     summary.add_argument("dir", type=Path)
     summary.set_defaults(run=_data_summary)
+
+    config = commands.add_parser("config", help="inspect the settings of a profile")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="WHAT")
+    show = config_commands.add_parser("show", help="every --set key with its value and type")
+    show.add_argument("--profile", choices=["smoke", "cpu", "paper"], default="cpu")
+    show.add_argument("--kind", choices=["pretrain", "supervised", "finetune"], default="pretrain")
+    show.set_defaults(run=_config_show)
 
     feats = commands.add_parser("features", help="build the log-mel cache of a dataset")
     feats.add_argument("dir", type=Path)

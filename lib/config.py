@@ -138,21 +138,43 @@ def with_overrides(config, pairs: list[str]):
     Values are read as JSON where they parse (numbers, booleans, lists) and checked against the
     type of the setting they replace, so a typo fails here rather than deep inside training.
     """
+    current = settable(config)
     changes: dict[str, Any] = {}
-    augment_changes: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         key = key.strip()
-        nested = key.startswith("augment.")
-        target, name = (config.augment, key.removeprefix("augment.")) if nested else (config, key)
-        if not sep or name not in {f.name for f in fields(target)}:
-            known = ", ".join(sorted(f.name for f in fields(target)))
+        if not sep or key not in current:
+            known = ", ".join(sorted(current))
             raise ValueError(f"--set {pair!r}: unknown setting {key!r}; known: {known}")
-        value = _coerce(text.strip(), getattr(target, name), key)
-        (augment_changes if nested else changes)[name] = value
-    if augment_changes:
-        changes["augment"] = dataclasses.replace(config.augment, **augment_changes)
+        value = _coerce(text.strip(), current[key], key)
+        group, dot, name = key.partition(".")
+        if dot:
+            nested.setdefault(group, {})[name] = value
+        else:
+            changes[key] = value
+    for group, values in nested.items():
+        changes[group] = dataclasses.replace(getattr(config, group), **values)
     return dataclasses.replace(config, **changes)
+
+
+def settable(config) -> dict[str, Any]:
+    """Every key `--set` accepts for this config, in declaration order, with its current value;
+    nested settings (the augmentation) as `augment.<name>`."""
+    values = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            values.update({f"{f.name}.{f2.name}": getattr(value, f2.name) for f2 in fields(value)})
+        else:
+            values[f.name] = value
+    return values
+
+
+def setting_text(value: Any) -> str:
+    """A value as `--set` reads it back (the inverse of _coerce): strings as they are, anything
+    else as compact JSON (no spaces: one word on a command line)."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
 def _coerce(text: str, current: Any, key: str) -> Any:

@@ -5,7 +5,9 @@
 
 Inputs are the two views of a batch as (N, d) tensors whose row i comes from clip i (or, in the
 supervised form, one batch with labels). Every function L2-normalises inside, runs in float32
-even under autocast (float64 stays float64), and returns a scalar.
+even under autocast (float64 stays float64), and returns a scalar. The classes NTXent,
+AngularMargin, ACL and SupervisedACL are the same losses as torch modules: the constructor takes
+the hyperparameters (keyword-only, the functions' defaults), forward the tensors.
 
 Angles. L_AM needs theta_ij = arccos(u_i . u_j) for unit vectors u. arccos has an infinite slope
 at +-1 and float32 rounds any cosine within 6e-8 of 1 to exactly 1 (clamping at 1 - 1e-10 is a
@@ -36,7 +38,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 _CHORD_FLOOR = 1e-12  # floor of both squared chords before the square root (see above)
 _CLOSE = 1e-3  # squared chord below which (angle < 0.03 rad) the Gram matrix is not trusted
@@ -250,6 +252,85 @@ def supervised_acl(
     logits, feats, labels = (_gather(x, gather) for x in (logits, feats, labels))
     angular = _angular_term(feats, labels, margin, divisor)
     return alpha * F.cross_entropy(logits, labels) + (1 - alpha) * angular
+
+
+class _Loss(nn.Module):
+    """A loss function's hyperparameters held as plain attributes (so the state_dict stays
+    empty), passed on by forward and shown by repr."""
+
+    def __init__(self, **hyperparameters) -> None:
+        super().__init__()
+        self._names = tuple(hyperparameters)
+        for name, value in hyperparameters.items():
+            setattr(self, name, value)
+
+    def hyperparameters(self) -> dict:
+        """The keyword arguments forward passes to the function, as they stand now."""
+        return {name: getattr(self, name) for name in self._names}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{name}={value!r}" for name, value in self.hyperparameters().items())
+
+
+class NTXent(_Loss):
+    """`nt_xent` as a module: NTXent(temperature=0.2)(z1, z2)."""
+
+    def __init__(self, *, temperature: float = 0.2, gather: bool = False) -> None:
+        super().__init__(temperature=temperature, gather=gather)
+
+    def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
+        return nt_xent(z1, z2, **self.hyperparameters())
+
+
+class AngularMargin(_Loss):
+    """`angular_margin` as a module: AngularMargin(margin=0.5)(h1, h2)."""
+
+    def __init__(
+        self, *, margin: float = 0.5, reduction: str = "sum/25", gather: bool = False
+    ) -> None:
+        super().__init__(margin=margin, reduction=reduction, gather=gather)
+
+    def forward(self, h1: Tensor, h2: Tensor) -> Tensor:
+        return angular_margin(h1, h2, **self.hyperparameters())
+
+
+class ACL(_Loss):
+    """`acl` as a module: ACL(alpha=0.3, margin=0.5)(h1, h2, z1, z2), z optional."""
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.3,
+        margin: float = 0.5,
+        temperature: float = 0.2,
+        reduction: str = "sum/25",
+        gather: bool = False,
+    ) -> None:
+        super().__init__(
+            alpha=alpha, margin=margin, temperature=temperature, reduction=reduction, gather=gather
+        )
+
+    def forward(
+        self, h1: Tensor, h2: Tensor, z1: Tensor | None = None, z2: Tensor | None = None
+    ) -> Tensor:
+        return acl(h1, h2, z1, z2, **self.hyperparameters())
+
+
+class SupervisedACL(_Loss):
+    """`supervised_acl` as a module: SupervisedACL(alpha=0.7)(logits, feats, labels)."""
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.7,
+        margin: float = 0.5,
+        reduction: str = "sum/50",
+        gather: bool = False,
+    ) -> None:
+        super().__init__(alpha=alpha, margin=margin, reduction=reduction, gather=gather)
+
+    def forward(self, logits: Tensor, feats: Tensor, labels: Tensor) -> Tensor:
+        return supervised_acl(logits, feats, labels, **self.hyperparameters())
 
 
 def toy_example() -> tuple[list[str], Tensor, Tensor]:
