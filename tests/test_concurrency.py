@@ -65,7 +65,7 @@ def test_four_builders_of_one_fresh_cache_get_a_single_builds_bytes(smoke_data, 
     )
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(4, mp_context=context) as pool:
-        barrier = manager.Barrier(4)
+        barrier = manager.Barrier(4, timeout=300)  # a crashed builder fails the others
         jobs = [
             pool.submit(_build_rounds, str(smoke_data), str(tmp_path), rounds(10), barrier)
             for _ in range(4)
