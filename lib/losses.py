@@ -331,34 +331,3 @@ class SupervisedACL(_Loss):
 
     def forward(self, logits: Tensor, feats: Tensor, labels: Tensor) -> Tensor:
         return supervised_acl(logits, feats, labels, **self.hyperparameters())
-
-
-def toy_example() -> tuple[list[str], Tensor, Tensor]:
-    """The "problems of InfoNCE" toy: eight 2-D unit embeddings in two arrangements.
-
-    Returns (names, grouped, swapped), each arrangement an (8, 2) tensor ordered like `names`:
-    the four clips' first views, then their second ("aug") views, so that
-    `nt_xent(x[:4], x[4:])` treats each clip's two views as the positive pair.
-
-    grouped: the instruments fill the arc 0-90 degrees (piano 0 and 90, violin 30 and 60), the
-    weather sounds the arc 225-315 (rain 225 and 315, snow 255 and 285), 30 degrees apart.
-    swapped: the same vectors with piano-aug and rain-aug exchanged, so each arc holds a view
-    of the other group. NT-Xent depends on the pairing only through the sum of the positive
-    cosines (the denominators see the same set of vectors): here 0 + 0 = cos 45 + cos 135 = 0,
-    so both arrangements get exactly the same NT-Xent at every temperature (6.5610 at 0.07),
-    while the angular term, convex in the angle, scores the grouped one lower.
-
-    The paper quotes 0.9317 at tau = 0.07 for its pair of arrangements; its vectors are not
-    published. In 2-D such a swap keeps NT-Xent equal only if both positive-cosine sums are 0
-    (or a degenerate coincidence that also leaves ACL unchanged), which forces NT-Xent above 3
-    at tau = 0.07, so the quoted value cannot come from SimCLR's NT-Xent.
-    """
-    names = ["piano", "violin", "rain", "snow", "piano aug", "violin aug", "rain aug", "snow aug"]
-    grouped_degrees = [0.0, 30.0, 225.0, 255.0, 90.0, 60.0, 315.0, 285.0]
-    swapped_degrees = [0.0, 30.0, 225.0, 255.0, 315.0, 60.0, 90.0, 285.0]
-
-    def unit(degrees: list[float]) -> Tensor:
-        radians = torch.deg2rad(torch.tensor(degrees, dtype=torch.float64))
-        return torch.stack([radians.cos(), radians.sin()], dim=1).float()
-
-    return names, unit(grouped_degrees), unit(swapped_degrees)

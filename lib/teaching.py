@@ -14,6 +14,9 @@ theta^2 for a positive (while theta < pi - margin keeps the negatives outside th
 max(0, margin - theta)^2 for a negative. At theta = 0 exactly a negative pair gets no push (the
 direction to push in is undefined: the losses give the subgradient 0), so curves start just
 above 0 (`ANGLES`).
+
+The paper's toy example lives here too (`toy_example`, with the vectors the authors published),
+scored by the same losses (`toy_losses`) and drawn by `plot_arrangement`.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from scipy.optimize import minimize
+import torch.nn.functional as F
 
 from . import losses
 
@@ -136,78 +139,67 @@ def pair_gradients(
     return slopes | {"acl": alpha * slopes["nt_xent"] + (1 - alpha) * slopes["angular"]}
 
 
-def toy_losses(
-    alphas, *, margin: float = 0.5, temperature: float = 0.07, reduction: str = "sum/25"
-) -> pd.DataFrame:
-    """ACL of the toy example's two arrangements (losses.toy_example) at each alpha.
+TOY_CLIPS = ("piano", "violin", "rain", "snow")
+TOY_CLASSES = (0, 0, 1, 1)  # the clips' coarse classes: 0 instrument, 1 weather
 
-    Rows: alpha; columns: grouped, swapped. alpha = 1 is NT-Xent alone, alpha = 0 the angular
-    term alone.
+
+def toy_example() -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """The paper's toy: eight 2-D views of four clips, in the two arrangements it compares.
+
+    The vectors are those the authors published (their problems_of_infonce repository), before
+    normalisation: piano (1, 0) and (1, 0.2), violin (1, 0.3) and (1, 0.4), rain (0, 1) and
+    (0.2, 1), snow (0.3, 1) and (0.4, 1). grouped: the instruments lie near the x-axis, the
+    weather sounds near the y-axis. swapped: both views of piano exchanged with both views of
+    rain, so each region holds an instrument and a weather sound.
+
+    Returns (names, grouped, swapped), each arrangement an (8, 2) tensor ordered like names: the
+    four clips' first views, then their second ("aug") views, so that nt_xent(x[:4], x[4:])
+    pairs each clip's two views.
     """
-    _, grouped, swapped = losses.toy_example()
-    settings = dict(margin=margin, temperature=temperature, reduction=reduction)
-    rows = {
-        float(alpha): {
-            name: losses.acl(x[:4], x[4:], alpha=float(alpha), **settings).item()
-            for name, x in (("grouped", grouped), ("swapped", swapped))
+    names = [*TOY_CLIPS, *(f"{clip} aug" for clip in TOY_CLIPS)]
+    first = [[1.0, 0.0], [1.0, 0.3], [0.0, 1.0], [0.3, 1.0]]
+    second = [[1.0, 0.2], [1.0, 0.4], [0.2, 1.0], [0.4, 1.0]]
+    grouped = torch.tensor(first + second)
+    swapped = grouped[[2, 1, 0, 3, 6, 5, 4, 7]]  # piano's two views <-> rain's two views
+    return names, grouped, swapped
+
+
+def toy_losses(*, temperature: float = 0.07, margin: float = 0.5) -> pd.DataFrame:
+    """The toy's two arrangements (columns) under three of the study's losses (rows).
+
+    - "NT-Xent": losses.nt_xent, the paper's InfoNCE (0.9317 for both at tau = 0.07);
+    - "angular term, same clip": losses.angular_margin, positives the two views of a clip;
+    - "angular term, same class": supervised ACL's term, positives the views of clips of the
+      same coarse class (TOY_CLASSES): losses.supervised_acl at alpha = 0, which drops its
+      cross-entropy (the toy has no classifier; its logits are placeholders).
+    Both angular terms use reduction "mean": the mean over positive pairs plus the mean over
+    negative pairs. The swap only relabels clips, so the first two rows tie; the third does not.
+    """
+    _, grouped, swapped = toy_example()
+    labels = torch.tensor(TOY_CLASSES * 2)
+    placeholder_logits = torch.zeros(len(labels), max(TOY_CLASSES) + 1)
+
+    def scores(x: torch.Tensor) -> dict[str, float]:
+        terms = {
+            "NT-Xent": losses.nt_xent(x[:4], x[4:], temperature=temperature),
+            "angular term, same clip": losses.angular_margin(
+                x[:4], x[4:], margin=margin, reduction="mean"
+            ),
+            "angular term, same class": losses.supervised_acl(
+                placeholder_logits, x, labels, alpha=0.0, margin=margin, reduction="mean"
+            ),
         }
-        for alpha in alphas
-    }
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("alpha")
+        return {name: value.item() for name, value in terms.items()}
 
-
-def swap_invariant_floor(
-    *, temperature: float = 0.07, starts: int = 50, seed: int = 0
-) -> tuple[float, torch.Tensor]:
-    """The lowest NT-Xent of eight 2-D views (four clips, two views each) for which exchanging
-    two clips' second views (the toy's piano-aug and rain-aug) leaves NT-Xent unchanged.
-
-    The swap keeps NT-Xent only if it keeps the sum of those two positive cosines; in 2-D that
-    means both sums are 0 (or the two swapped views coincide, and the swap changes nothing).
-    A multi-start local search (SLSQP, gradients by autograd through losses.nt_xent) under
-    those two constraints; returns the value and the (8, 2) arrangement. An upper bound on the
-    true floor that more starts could only lower.
-    """
-    if starts < 1:
-        raise ValueError(f"starts must be at least 1, got {starts}")
-
-    def loss_and_slope(angles: np.ndarray) -> tuple[float, np.ndarray]:
-        angles = torch.tensor(angles, requires_grad=True)
-        z = on_circle(angles)
-        value = losses.nt_xent(z[:4], z[4:], temperature=temperature)
-        value.backward()
-        return value.item(), angles.grad.numpy()
-
-    # views: piano, violin, rain, snow, then their second views; the swap exchanges 4 and 6
-    sums = [
-        {"type": "eq", "fun": lambda a: np.cos(a[0] - a[4]) + np.cos(a[2] - a[6])},
-        {"type": "eq", "fun": lambda a: np.cos(a[0] - a[6]) + np.cos(a[2] - a[4])},
-    ]
-    rng = np.random.default_rng(seed)
-    best = None
-    with _one_thread():
-        for _ in range(starts):
-            start = rng.uniform(0, 2 * math.pi, 8)
-            found = minimize(
-                loss_and_slope,
-                start,
-                jac=True,
-                method="SLSQP",
-                constraints=sums,
-                options={"maxiter": 1000},
-            )
-            feasible = all(abs(c["fun"](found.x)) < 1e-6 for c in sums)
-            if found.success and feasible and (best is None or found.fun < best.fun):
-                best = found
-    if best is None:
-        raise RuntimeError(f"no start of {starts} reached a feasible arrangement: use more")
-    return float(best.fun), on_circle(torch.tensor(best.x)).float()
+    table = pd.DataFrame({"grouped": scores(grouped), "swapped": scores(swapped)})
+    return table.rename_axis("loss")
 
 
 def plot_arrangement(ax: plt.Axes, vectors: torch.Tensor, names: list[str], *, title: str):
-    """An arrangement of the toy example on the unit circle: a colour per clip, a filled dot for
-    the first view, a ring for the augmentation, a chord joining each positive pair."""
-    points = vectors.detach().double().numpy()
+    """An arrangement of the toy example, normalised onto the unit circle as the losses see it:
+    a colour per clip, a filled dot for the first view, a ring for the augmentation, a chord
+    joining each positive pair, each view's name along its ray."""
+    points = F.normalize(vectors.detach().double(), dim=1).numpy()
     clips = len(points) // 2
     circle = np.linspace(0, 2 * np.pi, 200)
     ax.plot(np.cos(circle), np.sin(circle), color="0.8", lw=1, zorder=0)
@@ -218,10 +210,23 @@ def plot_arrangement(ax: plt.Axes, vectors: torch.Tensor, names: list[str], *, t
         ax.scatter(*first, s=60, color=colour, zorder=3)
         ax.scatter(*second, s=60, facecolor="white", edgecolor=colour, lw=2, zorder=3)
         for point, name in ((first, names[clip]), (second, names[clip + clips])):
-            ax.annotate(
-                name, point, xytext=1.22 * point, ha="center", va="center", color=colour, fontsize=9
+            degrees = math.degrees(math.atan2(point[1], point[0]))
+            left = abs(degrees) > 90  # turn the text over there, so that it stays upright
+            ax.text(
+                *(1.08 * point),
+                name,
+                color=colour,
+                fontsize=9,
+                va="center",
+                ha="right" if left else "left",
+                rotation=degrees - 180 * left,
+                rotation_mode="anchor",
             )
-    ax.set(title=title, xlim=(-1.6, 1.6), ylim=(-1.6, 1.6), aspect="equal", xticks=[], yticks=[])
+    # room for the names beyond the views; the origin stays in view
+    low = np.minimum(points.min(axis=0), 0) - 0.6
+    high = np.maximum(points.max(axis=0), 0) + 0.6
+    ax.set(title=title, xlim=(low[0], high[0]), ylim=(low[1], high[1]), xticks=[], yticks=[])
+    ax.set_aspect("equal")
     ax.grid(False)
 
 

@@ -106,32 +106,82 @@ def test_bad_angles_pairs_and_alphas_are_named(theta, settings, message):
         teaching.pair_gradients(theta, **settings)
 
 
-def test_toy_losses_equal_nt_xent_and_a_lower_acl_for_the_grouped_arrangement():
-    table = teaching.toy_losses([0.0, 0.3, 0.7, 1.0])
+def nt_xent_by_hand(x: torch.Tensor, tau: float) -> float:
+    """SimCLR's NT-Xent in numpy: views k and k + N (mod 2N) are positives, self excluded."""
+    z = x.double().numpy()
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    logits = z @ z.T / tau
+    np.fill_diagonal(logits, -np.inf)
+    views = np.arange(len(z))
+    positive = logits[views, (views + len(z) // 2) % len(z)]
+    return float(np.mean(np.log(np.exp(logits).sum(axis=1)) - positive))
+
+
+def angular_by_hand(x: torch.Tensor, labels: list[int], margin: float) -> float:
+    """Mean theta^2 over same-label pairs plus mean max(0, m - theta)^2 over the others."""
+    z = x.double().numpy()
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    theta = np.arccos(np.clip(z @ z.T, -1, 1))
+    same = np.equal.outer(labels, labels)
+    positive = same & ~np.eye(len(z), dtype=bool)
+    return float(np.mean(theta[positive] ** 2) + np.mean(np.maximum(0, margin - theta[~same]) ** 2))
+
+
+def positive_pairs(x: torch.Tensor) -> set[frozenset]:
+    """The toy's positive pairs as unordered pairs of vectors, whichever clip they are named."""
+    return {frozenset({tuple(x[k].tolist()), tuple(x[k + 4].tolist())}) for k in range(4)}
+
+
+def test_toy_example_holds_the_published_vectors_and_swaps_both_views_of_piano_and_rain():
+    names, grouped, swapped = teaching.toy_example()
+    assert names == ["piano", "violin", "rain", "snow", "piano aug", "violin aug", "rain aug",
+                     "snow aug"]  # fmt: skip
+    published = {
+        "piano": [[1, 0], [1, 0.2]],
+        "violin": [[1, 0.3], [1, 0.4]],
+        "rain": [[0, 1], [0.2, 1]],
+        "snow": [[0.3, 1], [0.4, 1]],
+    }
+    for clip, views in published.items():
+        k = names.index(clip)
+        torch.testing.assert_close(grouped[[k, k + 4]], torch.tensor(views, dtype=torch.float32))
+    piano, rain = [0, 4], [2, 6]
+    assert torch.equal(swapped[piano], grouped[rain]) and torch.equal(swapped[rain], grouped[piano])
+    assert torch.equal(swapped[[1, 3, 5, 7]], grouped[[1, 3, 5, 7]])
+
+
+def test_toy_reproduces_the_papers_value_and_ties_every_self_supervised_term():
+    _, grouped, swapped = teaching.toy_example()
+    table = teaching.toy_losses(temperature=0.07, margin=0.5)
     assert list(table.columns) == ["grouped", "swapped"]
-    assert table.loc[1.0, "grouped"] == pytest.approx(table.loc[1.0, "swapped"], abs=1e-5)
-    assert table.loc[1.0, "grouped"] == pytest.approx(6.561, abs=1e-3)
-    # alpha = 0, the angular term alone, by hand: sum/25 over ordered pairs; the positives lie
-    # 90, 30, 90 and 30 degrees apart, the negatives 30 degrees (0.52 rad) or more, outside
-    # the margin of 0.5 rad
-    grouped = 2 * (2 * (math.pi / 2) ** 2 + 2 * (math.pi / 6) ** 2) / 25
-    assert table.loc[0.0, "grouped"] == pytest.approx(grouped, rel=1e-5)
-    assert (table.loc[[0.0, 0.3, 0.7], "grouped"] < table.loc[[0.0, 0.3, 0.7], "swapped"]).all()
+    clips = [0, 1, 2, 3] * 2
+    for name, x in (("grouped", grouped), ("swapped", swapped)):
+        nt_xent = table.loc["NT-Xent", name]
+        assert nt_xent == pytest.approx(0.9317, abs=1e-4)  # the paper's value, to its digits
+        assert nt_xent == pytest.approx(nt_xent_by_hand(x, 0.07), rel=1e-6)
+        angular = table.loc["angular term, same clip", name]
+        assert angular == pytest.approx(angular_by_hand(x, clips, 0.5), rel=1e-5)
+    # the swap relabels clips: the same four pairs of views, so each self-supervised term ties
+    assert positive_pairs(grouped) == positive_pairs(swapped)
+    for term in ("NT-Xent", "angular term, same clip"):
+        assert table.loc[term, "grouped"] == pytest.approx(table.loc[term, "swapped"], abs=1e-6)
 
 
-def test_no_swap_invariant_arrangement_reaches_the_papers_value():
-    value, views = teaching.swap_invariant_floor(starts=10)
-    swapped = views[[0, 1, 2, 3, 6, 5, 4, 7]]  # piano-aug and rain-aug exchanged
-    nt_xent = [losses.nt_xent(x[:4], x[4:], temperature=0.07).item() for x in (views, swapped)]
-    assert nt_xent == pytest.approx([value, value], abs=1e-5)
-    assert not torch.allclose(views[4], views[6], atol=1e-3)  # a real swap, not a no-op
-    assert 3.0 < value < 3.25  # above the paper's 0.9317, below our toy's 6.561
-    with pytest.raises(ValueError, match="starts must be at least 1"):
-        teaching.swap_invariant_floor(starts=0)
+def test_only_the_class_aware_term_prefers_the_grouped_arrangement():
+    _, grouped, swapped = teaching.toy_example()
+    term = teaching.toy_losses(margin=0.5).loc["angular term, same class"]
+    coarse = dict(zip(teaching.TOY_CLIPS, teaching.TOY_CLASSES, strict=True))
+    assert coarse == {"piano": 0, "violin": 0, "rain": 1, "snow": 1}  # instrument, weather
+    classes = list(teaching.TOY_CLASSES) * 2
+    assert term["grouped"] == pytest.approx(angular_by_hand(grouped, classes, 0.5), rel=1e-5)
+    assert term["swapped"] == pytest.approx(angular_by_hand(swapped, classes, 0.5), rel=1e-5)
+    assert term["grouped"] < term["swapped"] - 0.5
+    # grouped: the classes lie more than the margin apart, so only the pull on positives is left
+    assert term["grouped"] == pytest.approx(angular_by_hand(grouped, classes, 0.0), rel=1e-5)
 
 
 def test_figures_draw_the_toy_and_the_margin():
-    names, grouped, _ = losses.toy_example()
+    names, grouped, _ = teaching.toy_example()
     fig, ax = matplotlib.pyplot.subplots()
     teaching.plot_arrangement(ax, grouped, names, title="grouped")
     assert ax.get_title() == "grouped" and len(ax.texts) == 8
