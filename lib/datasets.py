@@ -6,10 +6,10 @@ Layout (paper.md section 5)::
     ROOT/FSDnoisy18k.audio_test/*.wav     ROOT/FSDnoisy18k.meta/test.csv
 
 The class list comes from train.csv, so a dataset with 13 or 50 classes works unchanged.
-Problems with single clips (missing, empty, corrupt, truncated, unlabelled, duplicated) never
-stop loading: each is recorded in `Dataset.bad_files` with the file and the problem, and the clip
-is left out of `Dataset.clips`. Problems that make the whole dataset unusable (no CSV, missing
-columns) raise `DatasetError` naming the file.
+Problems with single clips (missing, unreadable, empty, corrupt, truncated, unlabelled,
+duplicated) never stop loading: each is recorded in `Dataset.bad_files` with the file and the
+problem, and the clip is left out of `Dataset.clips`. Problems that make the whole dataset
+unusable (no CSV, no rows, missing columns) raise `DatasetError` naming the file.
 """
 
 from __future__ import annotations
@@ -119,8 +119,12 @@ def _read_split(root: Path, split: str) -> tuple[pd.DataFrame, list[dict]]:
         raise DatasetError(f"{csv}: metadata file not found (expected the FSDnoisy18k layout)")
     try:  # utf-8-sig strips a byte-order mark; pandas handles CRLF line ends
         table = pd.read_csv(csv, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"{csv}: empty file, not even a header line") from None
     except (UnicodeDecodeError, pd.errors.ParserError) as error:
         raise DatasetError(f"{csv}: cannot be parsed as a UTF-8 CSV ({error})") from None
+    if table.empty:
+        raise DatasetError(f"{csv}: lists no clips, only the header line")
     table.columns = [c.strip() for c in table.columns]
     missing = [c for c in REQUIRED_COLUMNS[split] if c not in table.columns]
     if missing:
@@ -168,8 +172,12 @@ def _bad_rows(rows: pd.DataFrame, template: str, problems: pd.Series | None = No
 def _audio_problem(path: str) -> str | None:
     """Why a listed audio file cannot be used, from its header alone; None when it looks fine."""
     file = Path(path)
-    if not file.is_file():
+    try:  # this opens the file first, so that the system says why it cannot be read
+        declared = _declared_wav_frames(file)
+    except FileNotFoundError:
         return "listed in the CSV but missing"
+    except OSError as error:  # a folder, a symbolic link loop, no permission
+        return f"cannot be read ({error.strerror})"
     if file.stat().st_size == 0:
         return "empty file (0 bytes)"
     try:
@@ -178,7 +186,6 @@ def _audio_problem(path: str) -> str | None:
         return f"not readable as audio ({error})"
     if info.frames == 0:
         return "no audio samples (zero length)"
-    declared = _declared_wav_frames(file)
     if declared is not None and declared > info.frames:
         return f"truncated: the header declares {declared} frames, the file holds {info.frames}"
     return None

@@ -263,7 +263,7 @@ def build_cache(
     path = Path(cache_dir or default_cache_dir(dataset)) / f"{name}-{cache_key(dataset, preset)}"
     if (path / "meta.json").is_file():
         return FeatureCache(path).relabel(dataset)
-    path.mkdir(parents=True, exist_ok=True)
+    _make_cache_folder(path)
     data_file, progress_file = path / "features.f16.partial", path / "progress.json"
 
     done = {"rows": [], "lengths": [], "bad": []}
@@ -327,6 +327,17 @@ def build_cache(
     atomic_write_text(path / "meta.json", json.dumps(meta, indent=1))  # written last: the marker
     progress_file.unlink()
     return FeatureCache(path).relabel(dataset)
+
+
+def _make_cache_folder(path: Path) -> None:
+    """Create the cache's folder, or say where else it can go (a read-only dataset folder)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(
+            f"cannot create the feature cache in {path.parent} ({error.strerror}): "
+            f"point ${CACHE_ENV} or --cache-dir at a writable folder"
+        ) from None
 
 
 def _worker_init() -> None:

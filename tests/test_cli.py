@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+from conftest import run_cli_bound_by_permissions
 
 from aclaudio import cli
 
@@ -70,3 +72,26 @@ def test_errors_are_one_clear_line(capsys, argv, message):
     assert message in captured.err and "Traceback" not in captured.err
     summary = json.loads(captured.out.strip().splitlines()[-1])
     assert summary["ok"] is False and message in summary["error"]
+
+
+def test_an_unreadable_clip_is_named_with_the_reason(tiny_dataset):
+    os.chmod(tiny_dataset / "FSDnoisy18k.audio_train" / "1.wav", 0)
+    run = run_cli_bound_by_permissions("data", "summary", tiny_dataset, cwd=tiny_dataset)
+    assert run.returncode == 0, run.stderr
+    assert "train/1.wav: cannot be read (Permission denied)" in run.stdout
+    bad_files = json.loads(run.stdout.splitlines()[-1])["bad_files"]
+    assert bad_files == [
+        {"split": "train", "fname": "1.wav", "problem": "cannot be read (Permission denied)"}
+    ]
+
+
+def test_a_read_only_data_folder_suggests_the_cache_variable(tiny_dataset):
+    os.chmod(tiny_dataset, 0o555)
+    run = run_cli_bound_by_permissions(
+        "features", tiny_dataset, "--preset", "cpu", cwd=tiny_dataset
+    )
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    (error,) = run.stderr.strip().splitlines()
+    assert error.startswith("aclaudio features: error: cannot create the feature cache")
+    assert "Permission denied" in error and "$ACLAUDIO_CACHE" in error
+    assert json.loads(run.stdout.splitlines()[-1])["ok"] is False

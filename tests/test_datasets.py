@@ -109,6 +109,19 @@ def test_bad_clips_are_reported_with_the_problem(tiny_dataset):
     assert summary_bad == set(problems)
 
 
+def test_unreadable_entries_say_why(tiny_dataset):
+    train = tiny_dataset / TRAIN_DIR
+    (train / "1.wav").unlink()
+    (train / "1.wav").mkdir()  # a folder named like a clip
+    (train / "2.wav").unlink()
+    (train / "2.wav").symlink_to("2.wav")  # a symbolic link to itself
+    problems = problems_of(datasets.load_dataset(tiny_dataset))
+    assert problems == {
+        "1.wav": "cannot be read (Is a directory)",
+        "2.wav": "cannot be read (Too many levels of symbolic links)",
+    }
+
+
 def test_other_rates_depths_and_channels_are_handled(tiny_dataset, tmp_path):
     train = tiny_dataset / TRAIN_DIR
     sf.write(train / "1.wav", tone(440, 1.0, 44100, channels=2), 44100, subtype="PCM_24")
@@ -144,6 +157,13 @@ def test_other_rates_depths_and_channels_are_handled(tiny_dataset, tmp_path):
         (
             lambda m: (m / "test.csv").write_bytes(b"fname,label\n\xff\xfe.wav,Bell\n"),
             r"test.csv: cannot be parsed as a UTF-8 CSV",
+        ),
+        (lambda m: (m / "train.csv").write_bytes(b""), r"train.csv: empty file, not even a header"),
+        (
+            lambda m: (m / "train.csv").write_text(
+                "fname,label,aso_id,manually_verified,noisy_small\n"
+            ),
+            r"train.csv: lists no clips, only the header",
         ),
     ],
 )
