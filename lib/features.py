@@ -20,14 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 import soxr
 import torch
 import torchaudio
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write_text
-from .datasets import Dataset
+from .datasets import AudioError, Dataset, check_samples, read_mono
 from .system import usable_cpus
 
 
@@ -66,30 +65,19 @@ def get_preset(preset: str | Preset) -> Preset:
     return PRESETS[preset]
 
 
-class AudioError(ValueError):
-    """A clip that decodes but cannot be used (the message names the file)."""
-
-
 def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
     """Decode a file to mono float32 at `sample_rate`, peak-normalised to 1.
 
     Stereo (or more) is averaged to mono and other rates are resampled: documented handling,
-    not errors. An all-silent clip has no peak to normalise by and raises AudioError.
+    not errors. A clip without a finite, non-zero peak to normalise by (NaN or Inf samples,
+    silence) raises AudioError.
     """
-    try:
-        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as error:
-        raise AudioError(f"{path}: cannot be decoded ({error})") from None
-    if len(audio) == 0:
-        raise AudioError(f"{path}: no audio samples (zero length)")
-    wave = audio.mean(axis=1)
+    wave, rate = read_mono(path)
     if rate != sample_rate:  # soxr (librosa's default resampler): high quality and fast
         wave = soxr.resample(wave, rate, sample_rate, quality="HQ")
+    check_samples(path, wave)
     wave = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
-    peak = wave.abs().max()
-    if not torch.isfinite(peak) or peak == 0:
-        raise AudioError(f"{path}: all-silent or non-finite audio, nothing to normalise")
-    return wave / peak
+    return wave / wave.abs().max()
 
 
 @lru_cache(maxsize=8)
@@ -349,4 +337,4 @@ def _features_or_error(path: str, preset: Preset) -> np.ndarray | str:
     try:
         return clip_log_mel(path, preset).T.astype(np.float16)
     except AudioError as error:
-        return str(error).removeprefix(f"{path}: ")
+        return error.problem
