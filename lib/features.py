@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -25,7 +27,7 @@ import torch
 import torchaudio
 from tqdm.auto import tqdm
 
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, remove_stale_temporaries
 from .datasets import AudioError, Dataset, check_samples, read_mono
 from .system import usable_cpus
 
@@ -252,6 +254,7 @@ def build_cache(
     if (path / "meta.json").is_file():
         return FeatureCache(path).relabel(dataset)
     _make_cache_folder(path)
+    remove_stale_temporaries(path)
     data_file, progress_file = path / "features.f16.partial", path / "progress.json"
 
     done = {"rows": [], "lengths": [], "bad": []}
@@ -330,6 +333,14 @@ def _make_cache_folder(path: Path) -> None:
 
 def _worker_init() -> None:
     torch.set_num_threads(1)  # one process per core beats threads inside small FFTs
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
+
+
+def _exit_with_parent() -> None:
+    """Worker thread: end the worker when the build's process has gone, even by kill -9
+    (the pool's workers would otherwise work on, then wait for more forever)."""
+    multiprocessing.parent_process().join()
+    os._exit(1)
 
 
 def _features_or_error(path: str, preset: Preset) -> np.ndarray | str:
