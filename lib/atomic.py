@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 from filelock import FileLock, Timeout
 
 
@@ -47,3 +48,14 @@ def exclusive(lock_file: str | Path, what: str) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def remove_stale_temporaries(folder: str | Path) -> None:
+    """Delete the temporary files that writers killed mid-write left in `folder`.
+
+    A temporary file is stale when its writer, named by the pid in its name, has gone.
+    """
+    for tmp in Path(folder).glob(".*.*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[1]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            tmp.unlink(missing_ok=True)

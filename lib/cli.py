@@ -23,15 +23,18 @@ def _synth(args: argparse.Namespace) -> dict:
     return synthesize(args.to, profile=args.profile, seed=args.seed)
 
 
+def _print_bad_files(bad_files: list[dict]) -> None:
+    print(f"  bad files: {len(bad_files)}")
+    for bad in bad_files:
+        print(f"    {bad['split']}/{bad['fname']}: {bad['problem']}")
+
+
 def _data_summary(args: argparse.Namespace) -> dict:
-    dataset = datasets.load_dataset(args.dir)
-    summary = dataset.summary()
+    summary = datasets.load_dataset(args.dir, read_samples=True).summary()
     print(f"{summary['n_classes']} classes: {', '.join(summary['classes'])}")
     for name, subset in summary["subsets"].items():
         print(f"  {name:12s} {subset['clips']:7d} clips {subset['hours']:9.3f} h")
-    print(f"  bad files: {len(summary['bad_files'])}")
-    for bad in summary["bad_files"]:
-        print(f"    {bad['split']}/{bad['fname']}: {bad['problem']}")
+    _print_bad_files(summary["bad_files"])
     return summary
 
 
@@ -41,7 +44,9 @@ def _features(args: argparse.Namespace) -> dict:
     cache = build_cache(
         datasets.load_dataset(args.dir), args.preset, cache_dir=args.cache_dir, workers=args.workers
     )
-    return {"cache": str(cache.path), **cache.meta, "bad_files": len(cache.bad_files)}
+    bad_files = cache.bad_files[["split", "fname", "problem"]].to_dict(orient="records")
+    _print_bad_files(bad_files)
+    return {"cache": str(cache.path), **cache.meta, "bad_files": bad_files}
 
 
 def _bench(args: argparse.Namespace) -> dict:

@@ -6,10 +6,11 @@ Layout (paper.md section 5)::
     ROOT/FSDnoisy18k.audio_test/*.wav     ROOT/FSDnoisy18k.meta/test.csv
 
 The class list comes from train.csv, so a dataset with 13 or 50 classes works unchanged.
-Problems with single clips (missing, empty, corrupt, truncated, unlabelled, duplicated) never
-stop loading: each is recorded in `Dataset.bad_files` with the file and the problem, and the clip
-is left out of `Dataset.clips`. Problems that make the whole dataset unusable (no CSV, missing
-columns) raise `DatasetError` naming the file.
+Problems with single clips (missing, unreadable, empty, corrupt, truncated, implausible headers,
+unlabelled, duplicated; on request NaN or silent samples) never stop loading: each is recorded in
+`Dataset.bad_files` with the file and the problem, and the clip is left out of `Dataset.clips`.
+Problems that make the whole dataset unusable (no CSV, no rows, missing columns) raise
+`DatasetError` naming the file.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import soundfile as sf
 
@@ -28,10 +30,22 @@ REQUIRED_COLUMNS = {
     "test": ["fname", "label"],
 }
 SUBSETS = ("clean", "noisy", "noisy_small", "all", "test")
+# A header outside these is lying (a corrupt file), and decoding it would be slow or huge: a 24 KB
+# file at "1 Hz" lasts 3.3 hours and resamples to gigabytes.
+SAMPLE_RATES = (1_000, 384_000)  # Hz
+MAX_SECONDS = 600  # a clip, not a recording: a worker holds the whole clip in memory
 
 
 class DatasetError(ValueError):
     """The dataset as a whole cannot be used (the message names the file and the problem)."""
+
+
+class AudioError(ValueError):
+    """A clip that cannot be used once decoded: the message names the file, `problem` says why."""
+
+    def __init__(self, path: str | Path, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.problem = problem
 
 
 @dataclass
@@ -86,8 +100,12 @@ def subset_mask(clips: pd.DataFrame, name: str) -> pd.Series:
     return masks[name]()
 
 
-def load_dataset(root: str | Path) -> Dataset:
-    """Read and validate the CSVs and the audio headers of a dataset in the FSDnoisy18k layout."""
+def load_dataset(root: str | Path, *, read_samples: bool = False) -> Dataset:
+    """Read and validate the CSVs and the audio headers of a dataset in the FSDnoisy18k layout.
+
+    `read_samples` also decodes every clip and leaves out those that the feature cache would
+    reject (NaN or Inf samples, silence): slower, it reads all the audio.
+    """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder not found")
@@ -103,9 +121,11 @@ def load_dataset(root: str | Path) -> Dataset:
     bad.extend(_bad_rows(clips[unknown], "label {label!r} does not occur in train.csv"))
     clips = clips[~unknown]
 
-    header_problems = clips["path"].map(_audio_problem)
-    bad.extend(_bad_rows(clips[header_problems.notna()], "", problems=header_problems))
-    clips = clips[header_problems.isna()].copy()
+    checks = [_audio_problem, _samples_problem] if read_samples else [_audio_problem]
+    for check in checks:
+        problems = clips["path"].map(check)
+        bad.extend(_bad_rows(clips[problems.notna()], "", problems=problems))
+        clips = clips[problems.isna()].copy()
     clips["duration"] = clips["path"].map(lambda p: sf.info(p).duration)
     clips["target"] = clips["label"].map({c: i for i, c in enumerate(classes)}).astype(int)
     bad_files = pd.DataFrame(bad, columns=["split", "fname", "path", "problem"])
@@ -119,8 +139,12 @@ def _read_split(root: Path, split: str) -> tuple[pd.DataFrame, list[dict]]:
         raise DatasetError(f"{csv}: metadata file not found (expected the FSDnoisy18k layout)")
     try:  # utf-8-sig strips a byte-order mark; pandas handles CRLF line ends
         table = pd.read_csv(csv, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"{csv}: empty file, not even a header line") from None
     except (UnicodeDecodeError, pd.errors.ParserError) as error:
         raise DatasetError(f"{csv}: cannot be parsed as a UTF-8 CSV ({error})") from None
+    if table.empty:
+        raise DatasetError(f"{csv}: lists no clips, only the header line")
     table.columns = [c.strip() for c in table.columns]
     missing = [c for c in REQUIRED_COLUMNS[split] if c not in table.columns]
     if missing:
@@ -168,8 +192,12 @@ def _bad_rows(rows: pd.DataFrame, template: str, problems: pd.Series | None = No
 def _audio_problem(path: str) -> str | None:
     """Why a listed audio file cannot be used, from its header alone; None when it looks fine."""
     file = Path(path)
-    if not file.is_file():
+    try:  # this opens the file first, so that the system says why it cannot be read
+        declared = _declared_wav_frames(file)
+    except FileNotFoundError:
         return "listed in the CSV but missing"
+    except OSError as error:  # a folder, a symbolic link loop, no permission
+        return f"cannot be read ({error.strerror})"
     if file.stat().st_size == 0:
         return "empty file (0 bytes)"
     try:
@@ -178,9 +206,16 @@ def _audio_problem(path: str) -> str | None:
         return f"not readable as audio ({error})"
     if info.frames == 0:
         return "no audio samples (zero length)"
-    declared = _declared_wav_frames(file)
     if declared is not None and declared > info.frames:
         return f"truncated: the header declares {declared} frames, the file holds {info.frames}"
+    low, high = SAMPLE_RATES
+    if not low <= info.samplerate <= high:
+        return (
+            f"implausible sample rate in the header: {info.samplerate} Hz "
+            f"(expected {low} to {high} Hz)"
+        )
+    if info.duration > MAX_SECONDS:
+        return f"implausibly long for a clip: {info.duration:.0f} s (at most {MAX_SECONDS} s)"
     return None
 
 
@@ -202,4 +237,32 @@ def _declared_wav_frames(file: Path) -> int | None:
                 return size // block_align if block_align else None
             else:
                 handle.seek(size + size % 2, 1)
+    return None
+
+
+def read_mono(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode a file to mono float32 samples (channels averaged) and their sample rate."""
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise AudioError(path, f"cannot be decoded ({error})") from None
+    if len(audio) == 0:
+        raise AudioError(path, "no audio samples (zero length)")
+    return audio.mean(axis=1), rate
+
+
+def check_samples(path: str | Path, samples: np.ndarray) -> None:
+    """Raise AudioError for samples that cannot be peak-normalised: NaN or Inf, or silence."""
+    if not np.isfinite(samples).all():
+        raise AudioError(path, "NaN or Inf samples")
+    if not samples.any():
+        raise AudioError(path, "all-silent (every sample is zero)")
+
+
+def _samples_problem(path: str) -> str | None:
+    """Why a clip's decoded samples cannot be used (the feature cache's test); None if fine."""
+    try:
+        check_samples(path, read_mono(path)[0])
+    except AudioError as error:
+        return error.problem
     return None

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -22,14 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 import soxr
 import torch
 import torchaudio
 from tqdm.auto import tqdm
 
-from .atomic import atomic_write_text, exclusive
-from .datasets import Dataset
+from .atomic import atomic_write_text, exclusive, remove_stale_temporaries
+from .datasets import AudioError, Dataset, check_samples, read_mono
 from .system import usable_cpus
 
 
@@ -68,30 +69,19 @@ def get_preset(preset: str | Preset) -> Preset:
     return PRESETS[preset]
 
 
-class AudioError(ValueError):
-    """A clip that decodes but cannot be used (the message names the file)."""
-
-
 def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
     """Decode a file to mono float32 at `sample_rate`, peak-normalised to 1.
 
     Stereo (or more) is averaged to mono and other rates are resampled: documented handling,
-    not errors. An all-silent clip has no peak to normalise by and raises AudioError.
+    not errors. A clip without a finite, non-zero peak to normalise by (NaN or Inf samples,
+    silence) raises AudioError.
     """
-    try:
-        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as error:
-        raise AudioError(f"{path}: cannot be decoded ({error})") from None
-    if len(audio) == 0:
-        raise AudioError(f"{path}: no audio samples (zero length)")
-    wave = audio.mean(axis=1)
+    wave, rate = read_mono(path)
     if rate != sample_rate:  # soxr (librosa's default resampler): high quality and fast
         wave = soxr.resample(wave, rate, sample_rate, quality="HQ")
+    check_samples(path, wave)
     wave = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
-    peak = wave.abs().max()
-    if not torch.isfinite(peak) or peak == 0:
-        raise AudioError(f"{path}: all-silent or non-finite audio, nothing to normalise")
-    return wave / peak
+    return wave / wave.abs().max()
 
 
 @lru_cache(maxsize=8)
@@ -263,7 +253,7 @@ def build_cache(
     preset = get_preset(preset)
     name = next((k for k, v in PRESETS.items() if v == preset), "custom")
     path = Path(cache_dir or default_cache_dir(dataset)) / f"{name}-{cache_key(dataset, preset)}"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_cache_folder(path.parent)
     # One builder at a time: the others wait, then find the finished cache.
     with exclusive(path.with_name(f".{path.name}.lock"), f"feature cache {path}"):
         if not _is_complete(path):
@@ -297,6 +287,7 @@ def _build(
 ) -> None:
     """Compute the cache into `path`, continuing a killed build from its last commit."""
     path.mkdir(exist_ok=True)
+    remove_stale_temporaries(path)  # under the lock: no live writer here
     data_file, progress_file = path / "features.f16.partial", path / "progress.json"
 
     done = {"rows": [], "lengths": [], "bad": []}
@@ -358,11 +349,30 @@ def _build(
         "x_realtime": round(audio_seconds / seconds, 1) if seconds > 0 and todo else None,
     }
     atomic_write_text(path / "meta.json", json.dumps(meta, indent=1))  # written last: the marker
-    progress_file.unlink()
+    progress_file.unlink(missing_ok=True)  # absent when there was nothing to commit
+
+
+def _make_cache_folder(folder: Path) -> None:
+    """Create the folder of the caches, or say where else it can go (a read-only dataset)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(
+            f"cannot create the feature cache in {folder} ({error.strerror}): "
+            f"point ${CACHE_ENV} or --cache-dir at a writable folder"
+        ) from None
 
 
 def _worker_init() -> None:
     torch.set_num_threads(1)  # one process per core beats threads inside small FFTs
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
+
+
+def _exit_with_parent() -> None:
+    """Worker thread: end the worker when the build's process has gone, even by kill -9
+    (the pool's workers would otherwise work on, then wait for more forever)."""
+    multiprocessing.parent_process().join()
+    os._exit(1)
 
 
 def _features_or_error(path: str, preset: Preset) -> np.ndarray | str:
@@ -370,4 +380,4 @@ def _features_or_error(path: str, preset: Preset) -> np.ndarray | str:
     try:
         return clip_log_mel(path, preset).T.astype(np.float16)
     except AudioError as error:
-        return str(error).removeprefix(f"{path}: ")
+        return error.problem

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .atomic import atomic_write_text, exclusive, temporary_path
+from .atomic import atomic_write_text, exclusive, remove_stale_temporaries, temporary_path
 from .config import config_dict, config_hash, kind_of, make_config
 
 RUNS_ENV = "ACLAUDIO_RUNS"
@@ -128,6 +128,7 @@ def claimed_run(config, runs_dir: str | Path | None = None) -> Iterator[Run]:
         yield run
         return
     with exclusive(run.path / "run.lock", f"run {run.path}"):
+        remove_stale_temporaries(run.path)  # checkpoints a killed process was writing
         yield run
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +51,20 @@ def tiny_dataset(tmp_path: Path) -> Path:
         sf.write(test_dir / f"{n}.wav", tone(300 * (k + 1), 1.2), 22050)
         test.append(f"{n}.wav,{label},/m/{k}")
     return write_layout(tmp_path, train, test)
+
+
+def run_cli_bound_by_permissions(*argv: str | Path, cwd: Path) -> subprocess.CompletedProcess:
+    """`aclaudio ARGV` in a process that file permissions bind. Root passes them through two
+    capabilities, so as root the command runs without those (still uid 0, the files' owner):
+    a chmod-ed file or folder then refuses it as it refuses any user."""
+    if not hasattr(os, "geteuid"):
+        pytest.skip("POSIX file permissions")
+    prefix = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv") or pytest.skip("setpriv (util-linux) drops capabilities")
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+    env = {k: v for k, v in os.environ.items() if k != "ACLAUDIO_CACHE"}
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "aclaudio.cli", *map(str, argv)],
+        capture_output=True, text=True, cwd=cwd, env=env,
+    )  # fmt: skip

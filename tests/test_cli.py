@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
+from conftest import run_cli_bound_by_permissions
 
 from aclaudio import cli
 
@@ -70,3 +74,45 @@ def test_errors_are_one_clear_line(capsys, argv, message):
     assert message in captured.err and "Traceback" not in captured.err
     summary = json.loads(captured.out.strip().splitlines()[-1])
     assert summary["ok"] is False and message in summary["error"]
+
+
+def test_decoded_problems_are_named_by_both_commands(tiny_dataset, tmp_path, capsys):
+    train = tiny_dataset / "FSDnoisy18k.audio_train"
+    sf.write(train / "1.wav", np.zeros(22050), 22050)  # 1 s of silence
+    sf.write(train / "2.wav", np.full(22050, np.nan), 22050, subtype="FLOAT")
+    problems = {"1.wav": "all-silent (every sample is zero)", "2.wav": "NaN or Inf samples"}
+    for argv in (
+        ["data", "summary", tiny_dataset],
+        ["features", tiny_dataset, "--preset", "cpu", "--cache-dir", tmp_path / "c"],
+    ):
+        code, summary, text = run_cli(capsys, *argv)
+        assert code == 0
+        assert {b["fname"]: b["problem"] for b in summary["bad_files"]} == problems
+        assert "train/1.wav: all-silent (every sample is zero)" in text
+        assert "train/2.wav: NaN or Inf samples" in text
+    code, summary, _ = run_cli(capsys, "data", "summary", tiny_dataset)
+    clean = summary["subsets"]["clean"]  # 1.wav (0.5 s) and 2.wav (0.9 s) were clean clips
+    assert clean["clips"] == 4 and clean["hours"] == pytest.approx(2 * 1.4 / 3600, abs=1e-4)
+
+
+def test_an_unreadable_clip_is_named_with_the_reason(tiny_dataset):
+    os.chmod(tiny_dataset / "FSDnoisy18k.audio_train" / "1.wav", 0)
+    run = run_cli_bound_by_permissions("data", "summary", tiny_dataset, cwd=tiny_dataset)
+    assert run.returncode == 0, run.stderr
+    assert "train/1.wav: cannot be read (Permission denied)" in run.stdout
+    bad_files = json.loads(run.stdout.splitlines()[-1])["bad_files"]
+    assert bad_files == [
+        {"split": "train", "fname": "1.wav", "problem": "cannot be read (Permission denied)"}
+    ]
+
+
+def test_a_read_only_data_folder_suggests_the_cache_variable(tiny_dataset):
+    os.chmod(tiny_dataset, 0o555)
+    run = run_cli_bound_by_permissions(
+        "features", tiny_dataset, "--preset", "cpu", cwd=tiny_dataset
+    )
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    (error,) = run.stderr.strip().splitlines()
+    assert error.startswith("aclaudio features: error: cannot create the feature cache")
+    assert "Permission denied" in error and "$ACLAUDIO_CACHE" in error
+    assert json.loads(run.stdout.splitlines()[-1])["ok"] is False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -109,6 +111,38 @@ def test_bad_clips_are_reported_with_the_problem(tiny_dataset):
     assert summary_bad == set(problems)
 
 
+def test_implausible_headers_are_bad_files_never_decoded(tiny_dataset, tmp_path):
+    train = tiny_dataset / TRAIN_DIR
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, 12000)
+    sf.write(train / "1.wav", noise, 1, subtype="PCM_16")  # 24 KB "lasting" 3.3 h at 1 Hz
+    sf.write(train / "2.wav", tone(440, 1.1), 1_000_000)  # 1.1 s of audio declared at 1 MHz
+    sf.write(train / "3.wav", np.resize(noise, 601 * 8000), 8000, subtype="PCM_U8")  # 10 min 1 s
+    dataset = datasets.load_dataset(tiny_dataset)
+    problems = problems_of(dataset)
+    assert problems == {
+        "1.wav": "implausible sample rate in the header: 1 Hz (expected 1000 to 384000 Hz)",
+        "2.wav": "implausible sample rate in the header: 1000000 Hz (expected 1000 to 384000 Hz)",
+        "3.wav": "implausibly long for a clip: 601 s (at most 600 s)",
+    }
+    start = time.perf_counter()  # before the fix: 11 s and 4 GB to resample the 1 Hz clip
+    cache = features.build_cache(dataset, "cpu", cache_dir=tmp_path, workers=1, progress=False)
+    assert time.perf_counter() - start < 8
+    assert len(cache) == 12 and set(cache.bad_files["fname"]) == set(problems)
+
+
+def test_unreadable_entries_say_why(tiny_dataset):
+    train = tiny_dataset / TRAIN_DIR
+    (train / "1.wav").unlink()
+    (train / "1.wav").mkdir()  # a folder named like a clip
+    (train / "2.wav").unlink()
+    (train / "2.wav").symlink_to("2.wav")  # a symbolic link to itself
+    problems = problems_of(datasets.load_dataset(tiny_dataset))
+    assert problems == {
+        "1.wav": "cannot be read (Is a directory)",
+        "2.wav": "cannot be read (Too many levels of symbolic links)",
+    }
+
+
 def test_other_rates_depths_and_channels_are_handled(tiny_dataset, tmp_path):
     train = tiny_dataset / TRAIN_DIR
     sf.write(train / "1.wav", tone(440, 1.0, 44100, channels=2), 44100, subtype="PCM_24")
@@ -144,6 +178,13 @@ def test_other_rates_depths_and_channels_are_handled(tiny_dataset, tmp_path):
         (
             lambda m: (m / "test.csv").write_bytes(b"fname,label\n\xff\xfe.wav,Bell\n"),
             r"test.csv: cannot be parsed as a UTF-8 CSV",
+        ),
+        (lambda m: (m / "train.csv").write_bytes(b""), r"train.csv: empty file, not even a header"),
+        (
+            lambda m: (m / "train.csv").write_text(
+                "fname,label,aso_id,manually_verified,noisy_small\n"
+            ),
+            r"train.csv: lists no clips, only the header",
         ),
     ],
 )

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import librosa
 import numpy as np
+import psutil
 import pytest
 import soundfile as sf
 import torch
@@ -184,6 +187,55 @@ def test_killed_build_continues(tiny_dataset, tmp_path):
     fresh = features.build_cache(dataset, "cpu", cache_dir=tmp_path / "fresh", progress=False)
     np.testing.assert_array_equal(resumed.data, fresh.data)
     assert resumed.clips["offset"].tolist() == fresh.clips["offset"].tolist()
+
+
+KILL_MID_WRITE_SCRIPT = """
+import multiprocessing, os, signal, sys
+from aclaudio import datasets, features
+replace, calls = os.replace, 0
+def replace_or_die(source, target):
+    global calls
+    calls += 1
+    if calls == 2:  # the second commit's temporary file is written, not yet renamed: kill -9
+        print(*[worker.pid for worker in multiprocessing.active_children()], flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    replace(source, target)
+os.replace = replace_or_die
+features.build_cache(datasets.load_dataset(sys.argv[1]), "cpu", cache_dir=sys.argv[2],
+                     workers=2, chunk=4, progress=False)
+"""
+
+
+def running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_killed_build_takes_its_workers_along_and_leaves_nothing_behind(tiny_dataset, tmp_path):
+    cache_dir, log = tmp_path / "cache", tmp_path / "log"
+    with open(log, "w") as out:  # a file, not a pipe: surviving workers would hold a pipe open
+        build = subprocess.Popen(
+            [sys.executable, "-c", KILL_MID_WRITE_SCRIPT, str(tiny_dataset), str(cache_dir)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        assert build.wait(timeout=120) == -signal.SIGKILL, log.read_text()
+    workers = [int(pid) for pid in log.read_text().split()]
+    assert len(workers) == 2
+    deadline = time.monotonic() + 5
+    while any(map(running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [pid for pid in workers if running(pid)]
+    for pid in survivors:  # before the fix they waited for work forever
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors
+    (partial,) = cache_dir.glob("cpu-*")
+    assert [p.name for p in partial.glob(".*.tmp")] == [f".progress.json.{build.pid}.tmp"]
+    cache = features.build_cache(
+        datasets.load_dataset(tiny_dataset), "cpu", cache_dir=cache_dir, progress=False
+    )
+    assert len(cache) == 15 and not list(partial.glob(".*.tmp"))
 
 
 def test_edited_labels_reach_a_reused_cache(tiny_dataset, tmp_path):
