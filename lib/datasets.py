@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile as sf
+from tqdm.auto import tqdm
 
 AUDIO_DIRS = {"train": "FSDnoisy18k.audio_train", "test": "FSDnoisy18k.audio_test"}
 META_DIR = "FSDnoisy18k.meta"
@@ -123,7 +124,9 @@ def load_dataset(root: str | Path, *, read_samples: bool = False) -> Dataset:
 
     checks = [_audio_problem, _samples_problem] if read_samples else [_audio_problem]
     for check in checks:
-        problems = clips["path"].map(check)
+        decoding = check is _samples_problem  # reads every clip: long enough for a progress bar
+        paths = tqdm(clips["path"], desc="reading audio", unit="clip", disable=not decoding)
+        problems = pd.Series([check(path) for path in paths], index=clips.index, dtype=object)
         bad.extend(_bad_rows(clips[problems.notna()], "", problems=problems))
         clips = clips[problems.isna()].copy()
     clips["duration"] = clips["path"].map(lambda p: sf.info(p).duration)
