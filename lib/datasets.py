@@ -122,7 +122,7 @@ def load_dataset(root: str | Path, *, read_samples: bool = False) -> Dataset:
     bad.extend(_bad_rows(clips[unknown], "label {label!r} does not occur in train.csv"))
     clips = clips[~unknown]
 
-    checks = [_audio_problem, _samples_problem] if read_samples else [_audio_problem]
+    checks = [audio_problem, _samples_problem] if read_samples else [audio_problem]
     for check in checks:
         decoding = check is _samples_problem  # reads every clip: long enough for a progress bar
         paths = tqdm(clips["path"], desc="reading audio", unit="clip", disable=not decoding)
@@ -192,7 +192,7 @@ def _bad_rows(rows: pd.DataFrame, template: str, problems: pd.Series | None = No
     ]
 
 
-def _audio_problem(path: str) -> str | None:
+def audio_problem(path: str) -> str | None:
     """Why a listed audio file cannot be used, from its header alone; None when it looks fine."""
     file = Path(path)
     try:  # this opens the file first, so that the system says why it cannot be read
