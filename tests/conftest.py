@@ -1,8 +1,10 @@
-"""Shared fixtures: small datasets in the FSDnoisy18k layout, written by the tests themselves."""
+"""Shared fixtures: small datasets in the FSDnoisy18k layout written by the tests themselves, a
+local HTTP server for the downloaders, and the command run in-process."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -17,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+
+from aclaudio import cli
 
 CLASSES = ["Bell", "Buzz", "Chirp"]
 
@@ -57,6 +61,13 @@ def tiny_dataset(tmp_path: Path) -> Path:
         sf.write(test_dir / f"{n}.wav", tone(300 * (k + 1), 1.2), 22050)
         test.append(f"{n}.wav,{label},/m/{k}")
     return write_layout(tmp_path, train, test)
+
+
+def run_cli(capsys, *argv: str | Path) -> tuple[int, dict, str]:
+    """`aclaudio ARGV` in this process: exit code, the JSON summary line, the text before it."""
+    code = cli.main([str(a) for a in argv])
+    out = capsys.readouterr().out.strip().splitlines()
+    return code, json.loads(out[-1]), "\n".join(out[:-1])
 
 
 def run_cli_bound_by_permissions(*argv: str | Path, cwd: Path) -> subprocess.CompletedProcess:
