@@ -322,14 +322,13 @@ def _marker_path(archive_name: str, dest: Path) -> Path:
     return dest / f".{archive_name}.extracted"
 
 
-def read_marker(archive_name: str, dest: str | Path) -> dict:
-    """What `extract` recorded about an archive it unpacked into `dest`."""
-    return json.loads(_marker_path(archive_name, Path(dest)).read_text())
+def read_marker(archive_name: str, dest: str | Path) -> dict | None:
+    """What `extract` recorded about an archive it unpacked into `dest`; None if it has not."""
+    marker = _marker_path(archive_name, Path(dest))
+    return json.loads(marker.read_text()) if marker.exists() else None
 
 
 def is_extracted(archive_name: str, dest: str | Path) -> bool:
     """True when an earlier extraction finished and what it created is still there."""
-    dest = Path(dest)
-    if not _marker_path(archive_name, dest).exists():
-        return False
-    return all((dest / entry).exists() for entry in read_marker(archive_name, dest)["entries"])
+    marker = read_marker(archive_name, dest)
+    return marker is not None and all((Path(dest) / entry).exists() for entry in marker["entries"])
