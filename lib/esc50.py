@@ -269,8 +269,10 @@ def convert_esc50(
     columns = ["fname", "label", "aso_id", "manually_verified", "noisy_small", "true_label", "fold"]
     atomic_write_text(dest / META_DIR / "train.csv", train[columns].to_csv(index=False))
     atomic_write_text(dest / META_DIR / "test.csv", test[columns[:3]].to_csv(index=False))
-    if (src / "LICENSE").is_file():  # the attribution of every clip, as CC BY-NC requires
-        shutil.copyfile(src / "LICENSE", dest / DOC_DIR / "ESC-50-LICENSE")
+    attributions = None  # ESC-50's LICENSE credits every clip, as CC BY-NC requires
+    if (src / "LICENSE").is_file():
+        attributions = f"{DOC_DIR}/ESC-50-LICENSE"
+        shutil.copyfile(src / "LICENSE", dest / attributions)
 
     noisy = train[train["manually_verified"] == 0]
     csv_md5 = file_digest(src / CSV, "md5")
@@ -278,6 +280,7 @@ def convert_esc50(
         "dest": str(dest.resolve()),
         **settings,
         "licence": LICENCE,
+        "attributions": attributions,
         "csv_md5": csv_md5,
         "published_csv": csv_md5 == ESC50_CSV_MD5,
         "classes": clips["category"].nunique(),
@@ -338,9 +341,11 @@ def _readme(summary: dict) -> str:
         f"{summary['csv_md5']}, {'the' if summary['published_csv'] else 'NOT the'} published "
         "version). The same source, label noise and seed give the same tables.",
         "",
-        f"ESC-50: K. J. Piczak, ESC: Dataset for Environmental Sound Classification, ACM "
-        f"Multimedia 2015. Licence {LICENCE} (non-commercial use; attribution of every clip in "
-        "ESC-50-LICENSE, copied from the source when present). Do not redistribute.",
+        "ESC-50: K. J. Piczak, ESC: Dataset for Environmental Sound Classification, ACM "
+        f"Multimedia 2015. Licence {LICENCE}: non-commercial use, do not redistribute. The "
+        "attribution of every clip: "
+        + (summary["attributions"] or "in ESC-50's LICENSE file (the source had none)")
+        + ".",
         "",
         f"Test: fold {TEST_FOLD} ({clips['test']} clips, ESC-50's labels). Train: the other folds "
         f"({clips['train']} clips). Clean subset (manually_verified=1): fold {CLEAN_FOLD} "

@@ -200,11 +200,25 @@ def test_conversion_makes_a_dataset_split_by_fold(source, tmp_path, capsys):
     assert {path: path.read_bytes() for path in before} == before  # the source untouched
     doc = dest / "FSDnoisy18k.doc"
     assert (doc / "ESC-50-LICENSE").read_bytes() == MEMBERS[f"{TOP}/LICENSE"]
-    assert "CC BY-NC 3.0" in (doc / "README.md").read_text()
+    readme = (doc / "README.md").read_text()
+    assert "Licence CC BY-NC 3.0" in readme and "FSDnoisy18k.doc/ESC-50-LICENSE" in readme
+    assert "Injected label noise: 0.0 of the noisy subset, seed 0: 0 clips" in readme
 
     code, checked, _ = run_cli(capsys, "data", "summary", dest)
     assert code == 0 and checked["n_classes"] == 5 and checked["bad_files"] == []
     assert checked["subsets"]["test"]["clips"] == 10
+
+
+def test_clips_are_copied_where_hard_links_are_refused(source, tmp_path, monkeypatch):
+    def cross_device(src, dst):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    summary = convert_esc50(source, tmp_path / "esc50")
+    assert summary["hard_links"] == 0 and summary["copies"] == 50
+    copied = tmp_path / "esc50" / "FSDnoisy18k.audio_train" / ROWS[0].split(",")[0]
+    assert copied.read_bytes() == (source / "audio" / copied.name).read_bytes()
+    assert os.stat(copied).st_ino != os.stat(source / "audio" / copied.name).st_ino
 
 
 def test_label_noise_is_exact_and_deterministic(source, tmp_path):
