@@ -52,7 +52,7 @@ class DownloadError(RuntimeError):
 
 
 class ChecksumError(DownloadError):
-    """Downloaded bytes whose md5 differs from the published one."""
+    """Downloaded bytes whose checksum differs from the expected one."""
 
 
 class UnsafeArchiveError(DownloadError):
