@@ -222,7 +222,7 @@ def test_clips_are_copied_where_hard_links_are_refused(source, tmp_path, monkeyp
 
 
 def test_label_noise_is_exact_and_deterministic(source, tmp_path):
-    def noisy_labels(rate: float, seed: int, name: str) -> pd.DataFrame:
+    def noisy_labels(rate: float, seed: int, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         convert_esc50(source, tmp_path / name, label_noise=rate, seed=seed)
         return tables(tmp_path / name)
 
