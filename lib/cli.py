@@ -12,9 +12,21 @@ from .download import DownloadError
 
 
 def _download(args: argparse.Namespace) -> dict:
+    if args.dataset == "esc50":
+        from .esc50 import download_esc50
+
+        return download_esc50(args.to, sha256=args.sha256, keep_zips=args.keep_zips)
+    if args.sha256 is not None:
+        raise ValueError("--sha256 pins the ESC-50 archive; FSDnoisy18k's are md5-checked")
     from .download import download_fsdnoisy18k
 
     return download_fsdnoisy18k(args.to, keep_zips=args.keep_zips)
+
+
+def _convert(args: argparse.Namespace) -> dict:
+    from .esc50 import convert_esc50
+
+    return convert_esc50(args.src, args.to, label_noise=args.label_noise, seed=args.seed)
 
 
 def _synth(args: argparse.Namespace) -> dict:
@@ -176,11 +188,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    download = commands.add_parser("download", help="download and unpack a dataset")
-    download.add_argument("dataset", choices=["fsdnoisy18k"])
+    download = commands.add_parser("download", help="download, verify and unpack a dataset")
+    download.add_argument("dataset", choices=["fsdnoisy18k", "esc50"])
     download.add_argument("--to", type=Path, required=True, help="target folder")
     download.add_argument("--keep-zips", action="store_true", help="keep the archives")
+    download.add_argument(
+        "--sha256", help="esc50: the archive's expected sha256 (a download's summary gives it)"
+    )
     download.set_defaults(run=_download)
+
+    convert = commands.add_parser("convert", help="write a dataset in the FSDnoisy18k layout")
+    convert.add_argument("dataset", choices=["esc50"])
+    convert.add_argument("src", type=Path, help="the ESC-50 folder (meta/esc50.csv, audio/)")
+    convert.add_argument("--to", type=Path, required=True, help="target folder")
+    convert.add_argument(
+        "--label-noise", type=float, default=0.0,
+        help="share of the noisy subset given another class at random (0 to 1, default 0)",
+    )  # fmt: skip
+    convert.add_argument("--seed", type=int, default=0, help="draws the label noise")
+    convert.set_defaults(run=_convert)
 
     synth = commands.add_parser("synth", help="generate the built-in dataset")
     synth.add_argument("--to", type=Path, required=True, help="target folder")

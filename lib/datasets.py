@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 AUDIO_DIRS = {"train": "FSDnoisy18k.audio_train", "test": "FSDnoisy18k.audio_test"}
 META_DIR = "FSDnoisy18k.meta"
+DOC_DIR = "FSDnoisy18k.doc"  # documentation beside the data; the loader does not read it
 REQUIRED_COLUMNS = {
     "train": ["fname", "label", "manually_verified", "noisy_small"],
     "test": ["fname", "label"],
@@ -122,7 +123,7 @@ def load_dataset(root: str | Path, *, read_samples: bool = False) -> Dataset:
     bad.extend(_bad_rows(clips[unknown], "label {label!r} does not occur in train.csv"))
     clips = clips[~unknown]
 
-    checks = [_audio_problem, _samples_problem] if read_samples else [_audio_problem]
+    checks = [audio_problem, _samples_problem] if read_samples else [audio_problem]
     for check in checks:
         decoding = check is _samples_problem  # reads every clip: long enough for a progress bar
         paths = tqdm(clips["path"], desc="reading audio", unit="clip", disable=not decoding)
@@ -135,11 +136,11 @@ def load_dataset(root: str | Path, *, read_samples: bool = False) -> Dataset:
     return Dataset(root, classes, clips.reset_index(drop=True), bad_files)
 
 
-def _read_split(root: Path, split: str) -> tuple[pd.DataFrame, list[dict]]:
-    """Read one CSV into clip rows (with paths), returning the rows it had to leave out."""
-    csv = root / META_DIR / f"{split}.csv"
+def read_table(csv: Path, columns: list[str], *, layout: str) -> pd.DataFrame:
+    """A metadata CSV as stripped strings with `columns` present, or a DatasetError naming the
+    file: missing, unparsable, empty, or lacking a column (`layout` says what was expected)."""
     if not csv.is_file():
-        raise DatasetError(f"{csv}: metadata file not found (expected the FSDnoisy18k layout)")
+        raise DatasetError(f"{csv}: metadata file not found (expected {layout})")
     try:  # utf-8-sig strips a byte-order mark; pandas handles CRLF line ends
         table = pd.read_csv(csv, encoding="utf-8-sig", dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
@@ -149,10 +150,16 @@ def _read_split(root: Path, split: str) -> tuple[pd.DataFrame, list[dict]]:
     if table.empty:
         raise DatasetError(f"{csv}: lists no clips, only the header line")
     table.columns = [c.strip() for c in table.columns]
-    missing = [c for c in REQUIRED_COLUMNS[split] if c not in table.columns]
+    missing = [c for c in columns if c not in table.columns]
     if missing:
         raise DatasetError(f"{csv}: missing column(s) {', '.join(missing)}")
-    table = table.apply(lambda col: col.str.strip())
+    return table.apply(lambda col: col.str.strip())
+
+
+def _read_split(root: Path, split: str) -> tuple[pd.DataFrame, list[dict]]:
+    """Read one CSV into clip rows (with paths), returning the rows it had to leave out."""
+    csv = root / META_DIR / f"{split}.csv"
+    table = read_table(csv, REQUIRED_COLUMNS[split], layout="the FSDnoisy18k layout")
     table.insert(0, "split", split)
     table["path"] = [str(root / AUDIO_DIRS[split] / name) for name in table["fname"]]
     table["csv_line"] = range(2, len(table) + 2)
@@ -192,7 +199,7 @@ def _bad_rows(rows: pd.DataFrame, template: str, problems: pd.Series | None = No
     ]
 
 
-def _audio_problem(path: str) -> str | None:
+def audio_problem(path: str) -> str | None:
     """Why a listed audio file cannot be used, from its header alone; None when it looks fine."""
     file = Path(path)
     try:  # this opens the file first, so that the system says why it cannot be read

@@ -1,7 +1,8 @@
-"""Fetch FSDnoisy18k from Zenodo: verified, resumable, safely unzipped, and idempotent.
+"""Fetch datasets over HTTP: verified, resumable, safely unzipped, and idempotent.
 
 A 13 GB download over a flaky link must survive interruptions (HTTP Range resume), never trust
-bytes whose md5 is wrong, never write outside the target folder, and cost nothing when run again.
+bytes whose checksum is wrong, never write outside the target folder, and cost nothing when run
+again. FSDnoisy18k comes from Zenodo here; ESC-50 (`aclaudio.esc50`) uses the same machinery.
 Only the standard library talks HTTP; tqdm draws the progress bars.
 """
 
@@ -51,7 +52,7 @@ class DownloadError(RuntimeError):
 
 
 class ChecksumError(DownloadError):
-    """Downloaded bytes whose md5 differs from the published one."""
+    """Downloaded bytes whose checksum differs from the expected one."""
 
 
 class UnsafeArchiveError(DownloadError):
@@ -78,9 +79,9 @@ def download_fsdnoisy18k(
     start = time.perf_counter()
     rows = []
     for name, md5 in files.items():
-        if _is_extracted(name, dest):
+        if is_extracted(name, dest):
             status, transfer = "already extracted", NOTHING_FETCHED
-            entries = _marker_entries(name, dest)
+            entries = read_marker(name, dest)["entries"]
         else:
             zip_path = dest / name
             # Room to unzip too: the wav files inside barely compress, so the archive's size again.
@@ -113,24 +114,29 @@ def fetch(
     url: str,
     target: str | Path,
     *,
-    md5: str,
+    md5: str | None = None,
+    sha256: str | None = None,
     progress: bool = True,
     retries: int = 3,
     backoff_s: float = 1.0,
     unpack_ratio: float = 0.0,
+    expected_bytes: int | None = None,
     timeout_s: float = 60.0,
 ) -> dict[str, int]:
     """Download `url` to `target` through `target.part`, resuming a part left by an earlier try.
 
     Transient network errors are retried `retries` times, waiting backoff_s, 2 backoff_s, ...
     and each retry resumes where the last stopped. The file only appears under its final name
-    once its md5 matches; a mismatch deletes the part so the next run starts afresh.
-    `unpack_ratio` asks for that fraction of the file's size free beyond the download itself.
+    once every digest given (md5, sha256) matches; a mismatch deletes the part so the next run
+    starts afresh. With no digest a complete transfer is trusted as it is: the caller verifies.
+    `unpack_ratio` asks for that fraction of the file's size free beyond the download itself;
+    `expected_bytes` stands in for the size when the server does not send it.
     Returns the bytes received now and the bytes reused from an earlier part.
     """
     target = Path(target)
+    expected = {name: value for name, value in (("md5", md5), ("sha256", sha256)) if value}
     if target.exists():
-        if _md5sum(target) == md5:
+        if _mismatch(target, expected) is None:
             return dict(NOTHING_FETCHED)
         target.unlink()  # not what we verified before: someone changed it; fetch it again
     part = target.with_name(target.name + ".part")
@@ -146,6 +152,7 @@ def fetch(
                 counts=counts,
                 progress=progress,
                 unpack_ratio=unpack_ratio,
+                expected_bytes=expected_bytes,
                 timeout_s=timeout_s,
             )
             break
@@ -162,24 +169,26 @@ def fetch(
             f"run again to resume from the {_size(part)} "
             f"bytes kept in {part}"
         )
-    got = _md5sum(part)
-    if got != md5:
+    mismatch = _mismatch(part, expected)
+    if mismatch is not None:
         part.unlink()
         raise ChecksumError(
-            f"{target.name}: md5 mismatch (expected {md5}, got {got}); the download was deleted, "
-            "run again to start over"
+            f"{target.name}: {mismatch}; the download was deleted, run again to start over"
         )
     os.replace(part, target)
     return counts
 
 
-def extract(zip_path: str | Path, dest: str | Path) -> list[str]:
+def extract(
+    zip_path: str | Path, dest: str | Path, *, record: Mapping[str, object] | None = None
+) -> list[str]:
     """Unzip `zip_path` into `dest` and return the top-level entries it created.
 
     Every member is checked before anything is written: one that is absolute, climbs out with
     "..", or is a symbolic link is refused. Members go to a temporary folder inside `dest` first
     and are renamed into place, then a marker records the archive as done, so a killed
-    extraction is redone rather than mistaken for a complete one.
+    extraction is redone rather than mistaken for a complete one. `record` adds facts about the
+    archive to the marker (read them back with `read_marker`).
     """
     zip_path, dest = Path(zip_path), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -209,7 +218,9 @@ def extract(zip_path: str | Path, dest: str | Path) -> list[str]:
     staging.rmdir()
     marker = _marker_path(zip_path.name, dest)
     unfinished = marker.with_name(marker.name + ".tmp")
-    unfinished.write_text(json.dumps({"archive": zip_path.name, "entries": entries}))
+    unfinished.write_text(
+        json.dumps({"archive": zip_path.name, "entries": entries, **(record or {})})
+    )
     os.replace(unfinished, marker)
     return entries
 
@@ -221,6 +232,7 @@ def _transfer(
     counts: dict[str, int],
     progress: bool,
     unpack_ratio: float,
+    expected_bytes: int | None,
     timeout_s: float,
 ) -> None:
     """One request: append the rest of `url` to `part`; raise ConnectionError if cut short."""
@@ -241,8 +253,9 @@ def _transfer(
             offset = counts["bytes_resumed"] = 0
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length is not None else None
-        if total is not None:
-            needed = total - offset + int(unpack_ratio * total)
+        size = total if total is not None else expected_bytes
+        if size is not None:
+            needed = max(size - offset, 0) + int(unpack_ratio * size)
             _require_free_space(part.parent, needed, what=f"download {label}")
         with (
             open(part, "ab" if offset else "wb") as out,
@@ -290,24 +303,32 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def _md5sum(path: Path) -> str:
-    digest = hashlib.md5()
+def file_digest(path: str | Path, algorithm: str) -> str:
+    """The hex digest of a file's bytes ("md5", "sha256", ...)."""
     with open(path, "rb") as stream:
-        while chunk := stream.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(stream, algorithm).hexdigest()
+
+
+def _mismatch(path: Path, expected: Mapping[str, str]) -> str | None:
+    """What differs between the file's digests and the expected ones; None when all match."""
+    for algorithm, value in expected.items():
+        got = file_digest(path, algorithm)
+        if got != value:
+            return f"{algorithm} mismatch (expected {value}, got {got})"
+    return None
 
 
 def _marker_path(archive_name: str, dest: Path) -> Path:
     return dest / f".{archive_name}.extracted"
 
 
-def _marker_entries(archive_name: str, dest: Path) -> list[str]:
-    return json.loads(_marker_path(archive_name, dest).read_text())["entries"]
+def read_marker(archive_name: str, dest: str | Path) -> dict | None:
+    """What `extract` recorded about an archive it unpacked into `dest`; None if it has not."""
+    marker = _marker_path(archive_name, Path(dest))
+    return json.loads(marker.read_text()) if marker.exists() else None
 
 
-def _is_extracted(archive_name: str, dest: Path) -> bool:
+def is_extracted(archive_name: str, dest: str | Path) -> bool:
     """True when an earlier extraction finished and what it created is still there."""
-    if not _marker_path(archive_name, dest).exists():
-        return False
-    return all((dest / entry).exists() for entry in _marker_entries(archive_name, dest))
+    marker = read_marker(archive_name, dest)
+    return marker is not None and all((Path(dest) / entry).exists() for entry in marker["entries"])

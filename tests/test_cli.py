@@ -9,15 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import run_cli_bound_by_permissions
+from conftest import run_cli, run_cli_bound_by_permissions
 
 from aclaudio import cli
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, dict, str]:
-    code = cli.main([str(a) for a in argv])
-    out = capsys.readouterr().out.strip().splitlines()
-    return code, json.loads(out[-1]), "\n".join(out[:-1])
 
 
 def test_data_commands(tmp_path, capsys):

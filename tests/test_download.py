@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import random
 import shutil
 import socket
 import stat
-import threading
 import zipfile
 from collections import namedtuple
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import FileServer, serving, zip_bytes
 
 from aclaudio import download
 from aclaudio.download import (
@@ -32,14 +30,6 @@ from aclaudio.download import (
 TRAIN = "FSDnoisy18k.audio_train.zip"
 META = "FSDnoisy18k.meta.zip"
 FAST = {"progress": False, "backoff_s": 0.0}
-
-
-def zip_bytes(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def md5(data: bytes) -> str:
@@ -65,72 +55,13 @@ ARCHIVES = {name: zip_bytes(members) for name, members in CONTENTS.items()}
 FILES = {name: md5(data) for name, data in ARCHIVES.items()}
 
 
-class Handler(BaseHTTPRequestHandler):
-    """GET /NAME: honours "Range: bytes=N-" (206, or 416 past the end) unless told not to.
-
-    GET /record/NAME redirects to /NAME.
-    """
-
-    def do_GET(self) -> None:
-        server: ZipServer = self.server  # type: ignore[assignment]
-        name = self.path.lstrip("/").split("?")[0]
-        wanted = self.headers.get("Range")
-        server.requests.append((name, wanted))
-        if name.startswith("record/"):  # as Zenodo does, moved to another address
-            self.send_response(302)
-            self.send_header("Location", f"/{name.removeprefix('record/')}")
-            self.end_headers()
-            return
-        blob = server.blobs.get(name)
-        if blob is None:
-            self.send_error(404)
-            return
-        start = 0
-        if wanted and server.honor_range:
-            start = int(wanted.removeprefix("bytes=").removesuffix("-"))
-            if start >= len(blob):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(blob)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(blob) - 1}/{len(blob)}")
-        else:
-            self.send_response(200)
-        body = blob[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        cut = server.cut_after.pop(name, None)  # only the first response is cut
-        self.wfile.write(body if cut is None else body[:cut])  # then the connection closes
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-class ZipServer(ThreadingHTTPServer):
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.blobs = dict(ARCHIVES)
-        self.honor_range = True
-        self.cut_after: dict[str, int] = {}
-        self.requests: list[tuple[str, str | None]] = []
-
-    def url(self, name: str = "{name}") -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/{name}?download=1"
-
-
 @pytest.fixture
 def server():
-    server = ZipServer()
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(ARCHIVES) as server:
+        yield server
 
 
-def run(server: ZipServer, dest: Path, **kwargs) -> dict:
+def run(server: FileServer, dest: Path, **kwargs) -> dict:
     return download_fsdnoisy18k(dest, base_url=server.url(), files=FILES, **{**FAST, **kwargs})
 
 
@@ -316,3 +247,25 @@ def test_a_file_that_is_not_a_zip_is_a_clear_error(tmp_path):
     (tmp_path / "broken.zip").write_bytes(b"<html>rate limited</html>")
     with pytest.raises(DownloadError, match="broken.zip: not a zip archive"):
         extract(tmp_path / "broken.zip", tmp_path / "data")
+
+
+def test_sha256_is_verified_like_md5(server, tmp_path):
+    digest = hashlib.sha256(ARCHIVES[META]).hexdigest()
+    wrong = "0" * 64
+    with pytest.raises(ChecksumError, match=f"{META}: sha256 mismatch \\(expected {wrong}, got"):
+        fetch(server.url(META), tmp_path / META, sha256=wrong, **FAST)
+    assert list(tmp_path.iterdir()) == []
+    fetch(server.url(META), tmp_path / META, sha256=digest, md5=FILES[META], **FAST)
+    assert (tmp_path / META).read_bytes() == ARCHIVES[META]
+
+
+def test_without_a_length_the_expected_size_guards_the_disk(server, tmp_path, monkeypatch):
+    server.send_length = False
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(download.shutil, "disk_usage", lambda path: usage(10**6, 0, 10**6))
+    with pytest.raises(DownloadError, match=f"not enough free space .* to download {TRAIN}"):
+        fetch(server.url(TRAIN), tmp_path / TRAIN, expected_bytes=2 * 10**6, **FAST)
+    assert list(tmp_path.iterdir()) == []
+    counts = fetch(server.url(TRAIN), tmp_path / TRAIN, expected_bytes=1000, **FAST)
+    assert (tmp_path / TRAIN).read_bytes() == ARCHIVES[TRAIN]  # no digest: trusted as received
+    assert counts == {"bytes_downloaded": len(ARCHIVES[TRAIN]), "bytes_resumed": 0}
