@@ -169,6 +169,16 @@ def restore(run: Run, modules: dict[str, object]) -> dict:
     return state
 
 
+def load_weights(run: Run, model: nn.Module) -> int:
+    """Load the weights a run is evaluated and used with (Run.weights) into its model; returns
+    their epoch, -1 for a run of no epochs, which keeps the model's initial weights."""
+    weights = run.weights()
+    if weights is None:
+        return -1
+    model.load_state_dict(weights["model"])
+    return weights["epoch"]
+
+
 def capture(modules: dict[str, object], **extra) -> dict:
     return {name: module.state_dict() for name, module in modules.items()} | extra
 
@@ -202,6 +212,7 @@ def pretrain(config: PretrainConfig, *, runs_dir=None, progress: bool = True) ->
     """Self-supervised pretraining, kNN monitor, then linear evaluation of the best checkpoint."""
     run = open_run(config, runs_dir)
     if run.finished:
+        run.weights()  # later commands use them: a damaged file is reported now, not then
         return run
     started = time.perf_counter()
     device = init_distributed(config.device)
@@ -462,9 +473,7 @@ def knn_monitor(encoder, data: TrainingData, config: PretrainConfig, device) -> 
 
 def linear_evaluation(run: Run, model, data: TrainingData, config, device) -> dict:
     """The paper's linear evaluation on frozen embeddings of the best (else last) checkpoint."""
-    best = run.load_checkpoint("best")
-    if best is not None:
-        model.load_state_dict(best["model"])
+    best_epoch = load_weights(run, model)
     encoder = model.encoder
     train_emb, train_clip = embed(encoder, data, data.train_rows, device, amp=config.amp)
     select_emb, select_clip = embed(encoder, data, data.monitor_rows, device, amp=config.amp)
@@ -489,7 +498,7 @@ def linear_evaluation(run: Run, model, data: TrainingData, config, device) -> di
     )
     return {
         "probe_c": probe.selected_c,
-        "best_epoch": best["epoch"] if best is not None else config.epochs - 1,
+        "best_epoch": best_epoch,
         **flat_report(report),
         "uniformity": evaluate.uniformity(test_z),
         "tolerance": evaluate.tolerance(test_z, targets[clip_ids]),
@@ -607,9 +616,7 @@ def supervised(config: SupervisedConfig, *, runs_dir=None, progress: bool = True
         )
         run.save_checkpoint(capture(modules, epoch=epoch, best=best))
 
-    best_state = run.load_checkpoint("best")
-    if best_state is not None:
-        model.load_state_dict(best_state["model"])
+    best_epoch = load_weights(run, model)
     # paper.md section 3: non-overlapping patches, softmax summed over each clip, argmax
     report = clip_report(
         _Logits(model), data, data.test_rows, device, config.amp, per_band=True,
@@ -617,7 +624,7 @@ def supervised(config: SupervisedConfig, *, runs_dir=None, progress: bool = True
     )  # fmt: skip
     atomic_write_text(run.path / "evaluation.json", json.dumps(report, indent=1))
     summary = flat_report(report) | {
-        "best_epoch": best_state["epoch"] if best_state else None,
+        "best_epoch": best_epoch,
         "best_val_loss": best,
     }
     return finish(run, summary, started, device)
@@ -664,10 +671,7 @@ def load_pretrained(run: Run, *, progress: bool = True):
     device = resolve_device(run.config.device)
     data = TrainingData.load(run.config, progress=progress)
     model = build_contrastive_model(run.config, device)
-    state = run.load_checkpoint("best") or run.load_checkpoint("last")
-    if state is None:
-        raise ValueError(f"{run.path}: no checkpoint yet; run pretraining first")
-    model.load_state_dict(state["model"])
+    load_weights(run, model)
     return model, data, device
 
 
@@ -757,13 +761,11 @@ def finetune(config: FinetuneConfig, *, runs_dir=None, progress: bool = True) ->
                        "seconds": time.perf_counter() - epoch_start})  # fmt: skip
         run.save_checkpoint(capture(modules, epoch=epoch, best=best))
 
-    best_state = run.load_checkpoint("best")
-    if best_state is not None:
-        classifier.load_state_dict(best_state["model"])
+    best_epoch = load_weights(run, classifier)
     report = clip_report(classifier, data, data.test_rows, device, config.amp)
     atomic_write_text(run.path / "evaluation.json", json.dumps(report, indent=1))
     summary = flat_report(report) | {
-        "best_epoch": best_state["epoch"] if best_state else None,
+        "best_epoch": best_epoch,
         "pretrain_run": parent.id,
     }
     return finish(run, summary, started, device)
