@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from . import __version__, datasets
@@ -283,16 +286,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _recorded_warnings() -> Iterator[list[str]]:
+    """The messages of this package's own warnings raised inside (still shown on stderr as
+    usual), for the JSON summary: a skipped checkpoint or an untrained class is never silent."""
+    messages: list[str] = []
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def record(message, category, *where):
+            if category.__module__.startswith(f"{__package__}."):
+                messages.append(str(message))
+            show(message, category, *where)
+
+        warnings.showwarning = record
+        yield messages
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        result = args.run(args)
-    except (ValueError, OSError, DownloadError) as error:
-        print(f"aclaudio {args.command}: error: {error}", file=sys.stderr)
-        print(json.dumps({"ok": False, "error": str(error)}))
-        return 1
-    print(json.dumps({"ok": True, **result}, default=str))
-    return 0
+    with _recorded_warnings() as messages:
+        try:
+            result = {"ok": True, **args.run(args)}
+        except (ValueError, OSError, DownloadError) as error:
+            print(f"aclaudio {args.command}: error: {error}", file=sys.stderr)
+            result = {"ok": False, "error": str(error)}
+    notes = list(dict.fromkeys(result.get("warnings", []) + messages))
+    print(json.dumps(result | ({"warnings": notes} if notes else {}), default=str))
+    return 0 if result["ok"] else 1
 
 
 if __name__ == "__main__":

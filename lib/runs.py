@@ -28,8 +28,12 @@ from .config import config_dict, config_hash, kind_of, make_config
 RUNS_ENV = "ACLAUDIO_RUNS"
 
 
-class CheckpointError(RuntimeError):
-    """No usable checkpoint: the message names the files tried and why each failed."""
+class CheckpointError(ValueError):
+    """No usable checkpoint: the message names the files tried, why each failed, how to retrain."""
+
+
+class RunWarning(UserWarning):
+    """Something a run's user must know: a damaged checkpoint skipped, a class left out."""
 
 
 def runs_root(runs_dir: str | Path | None = None) -> Path:
@@ -77,28 +81,51 @@ class Run:
             os.replace(target, self.path / "last.prev.pt")
         os.replace(tmp, target)
 
-    def load_checkpoint(self, name: str = "last") -> dict | None:
-        """The newest readable checkpoint of that name, None if the run never saved one.
+    def load_checkpoint(self, *names: str) -> dict | None:
+        """The first readable checkpoint of these names (default: last), None if none exists.
 
-        A corrupt or truncated file is reported and the one before it used; when no file can
-        be read, CheckpointError names each file and its problem.
+        `last` falls back to the one before it. A damaged file is skipped with a warning that
+        names it and the file used instead; when none can be read, CheckpointError names each
+        file, its problem and how to retrain.
         """
-        candidates = [self.path / f"{name}.pt"]
-        if name == "last":
-            candidates.append(self.path / "last.prev.pt")
-        existing = [file for file in candidates if file.exists()]
-        if not existing:
-            return None
+        files = []
+        for name in names or ("last",):
+            files.append(self.path / f"{name}.pt")
+            if name == "last":
+                files.append(self.path / "last.prev.pt")
         problems = []
-        for file in existing:
+        for file in filter(Path.exists, files):
             try:
                 state = torch.load(file, map_location="cpu", weights_only=True)
             except Exception as error:  # torch raises several types for damaged files
-                problems.append(f"{file}: {type(error).__name__}: {error}")
-                warnings.warn(f"checkpoint {file} is unreadable, trying an older one", stacklevel=2)
+                problems.append(f"{file.name} is unreadable ({_first_sentence(error)})")
                 continue
+            if problems:
+                warnings.warn(
+                    f"{self.path}: {'; '.join(problems)}: using {file.name} (epoch "
+                    f"{state.get('epoch')}) instead", RunWarning, stacklevel=2,
+                )  # fmt: skip
             return state
-        raise CheckpointError("no readable checkpoint:\n  " + "\n  ".join(problems))
+        if problems:
+            raise CheckpointError(f"{self.path}: {'; '.join(problems)}; {self.retrain_hint}")
+        return None
+
+    def weights(self) -> dict | None:
+        """The checkpoint a run is evaluated and used with: the monitor's best, else the last;
+        None for a run of no epochs (random init), whose weights are the initial ones."""
+        if self.config.epochs == 0:
+            return None
+        state = self.load_checkpoint("best", "last")
+        if state is None:
+            raise CheckpointError(
+                f"{self.path}: no checkpoint (best.pt or last.pt); {self.retrain_hint}"
+            )
+        return state
+
+    @property
+    def retrain_hint(self) -> str:
+        """What to do when its weights are lost."""
+        return f"to train it again, delete {self.path} and rerun the command that made it"
 
     def finish(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.path / "finished.json", json.dumps(summary, indent=1, default=str))
@@ -130,6 +157,12 @@ def claimed_run(config, runs_dir: str | Path | None = None) -> Iterator[Run]:
     with exclusive(run.path / "run.lock", f"run {run.path}"):
         remove_stale_temporaries(run.path)  # checkpoints a killed process was writing
         yield run
+
+
+def _first_sentence(error: Exception) -> str:
+    """The error's type and first sentence (torch appends advice that does not apply here)."""
+    text = str(error).partition("\n")[0].split(". ")[0]
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def load_run(path: str | Path) -> Run:

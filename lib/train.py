@@ -14,6 +14,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from .atomic import atomic_write_text
 from .config import FinetuneConfig, PretrainConfig, SupervisedConfig, config_dict, kind_of
 from .datasets import load_dataset, subset_mask
 from .features import FeatureCache, build_cache
-from .runs import Run, append_result, claimed_run, load_run
+from .runs import Run, RunWarning, append_result, claimed_run, load_run
 
 
 class TrainingError(RuntimeError):
@@ -64,7 +65,7 @@ class TrainingData:
     train_rows: np.ndarray
     monitor_rows: np.ndarray
     test_rows: np.ndarray
-    n_classes: int
+    classes: list[str]
     mean: np.ndarray  # per mel band, from the training clips
     std: np.ndarray
 
@@ -95,13 +96,40 @@ class TrainingData:
             train_rows=train,
             monitor_rows=rows[monitor],
             test_rows=rows["test"],
-            n_classes=len(dataset.classes),
+            classes=dataset.classes,
             mean=frames.mean(axis=1).astype(np.float32),
             std=frames.std(axis=1).astype(np.float32) + 1e-5,
         )
 
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
     def targets(self, rows: np.ndarray) -> np.ndarray:
         return self.cache.clips["target"].to_numpy()[rows]
+
+    def class_warnings(self, run: Run, train_rows, checked_rows, checked: str) -> list[str]:
+        """Warn about each class never trained or never checked (named), and about a monitor
+        with nothing to check (the last epoch is then kept); returned for the run's summary."""
+        trained, validated = (
+            np.bincount(self.targets(rows), minlength=self.n_classes)
+            for rows in (train_rows, checked_rows)
+        )
+        names, n = np.array(self.classes), self.n_classes
+        notes = [
+            f"{run.id}: {mask.sum()} of {n} classes {problem}: {', '.join(names[mask])}"
+            for problem, mask in [
+                ("have no training clip and are never trained", trained == 0),
+                (f"lack {checked}", (trained > 0) & (validated == 0)),
+            ]
+            if mask.any()
+        ]
+        if len(checked_rows) == 0:
+            notes.append(f"{run.id}: no class has {checked}, so the monitor cannot choose an "
+                         "epoch: the last one is kept")  # fmt: skip
+        for note in notes:
+            warnings.warn(note, RunWarning, stacklevel=2)
+        return notes
 
     def normaliser(self, device: torch.device, *, per_band: bool):
         """(mean, std) for augment.normalise: per mel band, or one scalar each."""
@@ -171,6 +199,16 @@ def restore(run: Run, modules: dict[str, object]) -> dict:
     return state
 
 
+def load_weights(run: Run, model: nn.Module) -> int:
+    """Load the weights a run is evaluated and used with (Run.weights) into its model; returns
+    their epoch, -1 for a run of no epochs, which keeps the model's initial weights."""
+    weights = run.weights()
+    if weights is None:
+        return -1
+    model.load_state_dict(weights["model"])
+    return weights["epoch"]
+
+
 def capture(modules: dict[str, object], **extra) -> dict:
     return {name: module.state_dict() for name, module in modules.items()} | extra
 
@@ -203,7 +241,10 @@ def build_contrastive_model(config: PretrainConfig, device: torch.device) -> Con
 def pretrain(config: PretrainConfig, *, runs_dir=None, progress: bool = True) -> Run:
     """Self-supervised pretraining, kNN monitor, then linear evaluation of the best checkpoint."""
     with claimed_run(config, runs_dir) as run:
-        return run if run.finished else _pretrain(run, config, progress)
+        if run.finished:
+            run.weights()  # later commands use them: a damaged file is reported now, not then
+            return run
+        return _pretrain(run, config, progress)
 
 
 def _pretrain(run: Run, config: PretrainConfig, progress: bool) -> Run:
@@ -213,6 +254,12 @@ def _pretrain(run: Run, config: PretrainConfig, progress: bool) -> Run:
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by {world} processes")
     data = TrainingData.load(config, progress=progress and rank == 0)
+    notes = data.class_warnings(
+        run,
+        data.train_rows,
+        knn_rows(data),
+        f"two {config.monitor_subset!r} clips for the kNN monitor",
+    )
     model = build_contrastive_model(config, device)
     step_model = wrap_distributed(model, device)
     step_model = torch.compile(step_model) if config.compile else step_model
@@ -258,7 +305,8 @@ def _pretrain(run: Run, config: PretrainConfig, progress: bool) -> Run:
 
     if rank != 0:
         return run
-    return finish(run, linear_evaluation(run, model, data, config, device), started, device)
+    summary = linear_evaluation(run, model, data, config, device) | {"warnings": notes}
+    return finish(run, summary, started, device)
 
 
 def contrastive_epoch(
@@ -452,11 +500,21 @@ def flat_report(report: dict) -> dict:
     }
 
 
-def knn_monitor(encoder, data: TrainingData, config: PretrainConfig, device) -> float:
-    """Leave-one-out cosine kNN balanced accuracy on the monitor (clean) subset's clips."""
-    patch_emb, clip_of_patch = embed(encoder, data, data.monitor_rows, device, amp=config.amp)
-    clips = clip_embeddings(patch_emb, clip_of_patch)
+def knn_rows(data: TrainingData) -> np.ndarray:
+    """The monitor clips a leave-one-out kNN can score: those of classes with two or more."""
     labels = data.targets(data.monitor_rows)
+    return data.monitor_rows[np.bincount(labels)[labels] >= 2]
+
+
+def knn_monitor(encoder, data: TrainingData, config: PretrainConfig, device) -> float:
+    """Leave-one-out cosine kNN balanced accuracy on the monitor (clean) subset's clips; NaN
+    when no class has two of them (a lone clip has no neighbour of its class)."""
+    rows = knn_rows(data)
+    if len(rows) == 0:
+        return math.nan
+    patch_emb, clip_of_patch = embed(encoder, data, rows, device, amp=config.amp)
+    clips = clip_embeddings(patch_emb, clip_of_patch)
+    labels = data.targets(rows)
     probs = evaluate.knn_predict(
         clips, labels, clips, k=config.knn_k, n_classes=data.n_classes, exclude_self=True
     )
@@ -466,9 +524,7 @@ def knn_monitor(encoder, data: TrainingData, config: PretrainConfig, device) -> 
 
 def linear_evaluation(run: Run, model, data: TrainingData, config, device) -> dict:
     """The paper's linear evaluation on frozen embeddings of the best (else last) checkpoint."""
-    best = run.load_checkpoint("best")
-    if best is not None:
-        model.load_state_dict(best["model"])
+    best_epoch = load_weights(run, model)
     encoder = model.encoder
     train_emb, train_clip = embed(encoder, data, data.train_rows, device, amp=config.amp)
     select_emb, select_clip = embed(encoder, data, data.monitor_rows, device, amp=config.amp)
@@ -493,7 +549,7 @@ def linear_evaluation(run: Run, model, data: TrainingData, config, device) -> di
     )
     return {
         "probe_c": probe.selected_c,
-        "best_epoch": best["epoch"] if best is not None else config.epochs - 1,
+        "best_epoch": best_epoch,
         **flat_report(report),
         "uniformity": evaluate.uniformity(test_z),
         "tolerance": evaluate.tolerance(test_z, targets[clip_ids]),
@@ -510,18 +566,13 @@ def supervised(config: SupervisedConfig, *, runs_dir=None, progress: bool = True
 
 
 def _supervised(run: Run, config: SupervisedConfig, progress: bool) -> Run:
-    from sklearn.model_selection import train_test_split
-
     started = time.perf_counter()
     device = resolve_device(config.device)
     data = TrainingData.load(config, progress=progress)
-    targets = data.cache.clips["target"].to_numpy()
-    train_rows, val_rows = train_test_split(
-        data.train_rows,
-        test_size=config.val_fraction,
-        random_state=config.seed,
-        stratify=_stratifiable(targets[data.train_rows]),
+    train_rows, val_rows = validation_split(
+        data.train_rows, data.targets(data.train_rows), config.val_fraction, config.seed
     )
+    notes = data.class_warnings(run, train_rows, val_rows, "a validation clip")
     preset = data.cache.preset
     frames = preset.patch_frames
     train_patches = _patch_index(data.cache, train_rows, frames, config.train_hop)
@@ -596,8 +647,9 @@ def _supervised(run: Run, config: SupervisedConfig, progress: bool) -> Run:
                 * len(val_patches[s : s + 512])
                 for s in range(0, len(val_patches), 512)
             ]
-        val_loss = sum(val_losses) / len(val_patches)
-        scheduler.step(val_loss)
+        val_loss = sum(val_losses) / len(val_patches) if len(val_patches) else math.nan
+        if len(val_patches):  # without a validation loss the learning rate stays as it is
+            scheduler.step(val_loss)
         seconds = time.perf_counter() - epoch_start
         if val_loss < best:
             best = val_loss
@@ -613,9 +665,7 @@ def _supervised(run: Run, config: SupervisedConfig, progress: bool) -> Run:
         )
         run.save_checkpoint(capture(modules, epoch=epoch, best=best))
 
-    best_state = run.load_checkpoint("best")
-    if best_state is not None:
-        model.load_state_dict(best_state["model"])
+    best_epoch = load_weights(run, model)
     # paper.md section 3: non-overlapping patches, softmax summed over each clip, argmax
     report = clip_report(
         _Logits(model), data, data.test_rows, device, config.amp, per_band=True,
@@ -623,15 +673,26 @@ def _supervised(run: Run, config: SupervisedConfig, progress: bool) -> Run:
     )  # fmt: skip
     atomic_write_text(run.path / "evaluation.json", json.dumps(report, indent=1))
     summary = flat_report(report) | {
-        "best_epoch": best_state["epoch"] if best_state else None,
-        "best_val_loss": best,
+        "best_epoch": best_epoch,
+        "best_val_loss": best if math.isfinite(best) else None,
+        "warnings": notes,
     }
     return finish(run, summary, started, device)
 
 
-def _stratifiable(labels: np.ndarray) -> np.ndarray | None:
-    """Stratify the validation split when every class has at least two clips."""
-    return labels if np.bincount(labels).min(initial=2) >= 2 else None
+def validation_split(
+    rows: np.ndarray, labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows): per class, `fraction` of its clips rounded, at least one
+    and at most all but one. Every class with two clips or more is trained and validated, a
+    lone clip is trained; scikit-learn's stratified split can leave a small class out of either
+    side, or refuse a subset with fewer validation clips than classes."""
+    rng = np.random.default_rng(seed)
+    classes = [rng.permutation(rows[labels == label]) for label in np.unique(labels)]
+    validation = np.concatenate(
+        [clips[: min(max(round(fraction * len(clips)), 1), len(clips) - 1)] for clips in classes]
+    )
+    return np.setdiff1d(rows, validation), np.sort(validation)
 
 
 def _patch_index(cache: FeatureCache, rows: np.ndarray, frames: int, hop: int) -> np.ndarray:
@@ -670,10 +731,7 @@ def load_pretrained(run: Run, *, progress: bool = True):
     device = resolve_device(run.config.device)
     data = TrainingData.load(run.config, progress=progress)
     model = build_contrastive_model(run.config, device)
-    state = run.load_checkpoint("best") or run.load_checkpoint("last")
-    if state is None:
-        raise ValueError(f"{run.path}: no checkpoint yet; run pretraining first")
-    model.load_state_dict(state["model"])
+    load_weights(run, model)
     return model, data, device
 
 
@@ -714,6 +772,7 @@ def finetune(config: FinetuneConfig, *, runs_dir=None, progress: bool = True) ->
 def _finetune(run: Run, parent: Run, config: FinetuneConfig, progress: bool) -> Run:
     started = time.perf_counter()
     model, data, _ = load_pretrained(parent, progress=progress)
+    notes = data.class_warnings(run, data.train_rows, data.monitor_rows, "a monitor clip")
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     classifier = nn.Sequential(model.encoder, nn.Linear(model.encoder.out_dim, data.n_classes))
@@ -765,14 +824,13 @@ def _finetune(run: Run, parent: Run, config: FinetuneConfig, progress: bool) -> 
                        "seconds": time.perf_counter() - epoch_start})  # fmt: skip
         run.save_checkpoint(capture(modules, epoch=epoch, best=best))
 
-    best_state = run.load_checkpoint("best")
-    if best_state is not None:
-        classifier.load_state_dict(best_state["model"])
+    best_epoch = load_weights(run, classifier)
     report = clip_report(classifier, data, data.test_rows, device, config.amp)
     atomic_write_text(run.path / "evaluation.json", json.dumps(report, indent=1))
     summary = flat_report(report) | {
-        "best_epoch": best_state["epoch"] if best_state else None,
+        "best_epoch": best_epoch,
         "pretrain_run": parent.id,
+        "warnings": notes,
     }
     return finish(run, summary, started, device)
 

@@ -151,7 +151,7 @@ def test_finetune_trains_all_layers_and_resumes(smoke_data, tmp_path):
     assert run.finished and summary["pretrain_run"] == parent.id and summary["test_n"] == 40
     assert summary["best_epoch"] == int(metrics["monitor_micro"].idxmax())
     tuned = run.load_checkpoint("last")["model"]
-    pretrained = parent.load_checkpoint("best")["model"]
+    pretrained = parent.weights()["model"]
     first_conv = next(k for k in pretrained if k.startswith("encoder.") and k.endswith("weight"))
     assert not torch.equal(
         tuned["0." + first_conv.removeprefix("encoder.")], pretrained[first_conv]
