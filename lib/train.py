@@ -5,6 +5,8 @@ anything to do; state is a plain dict checkpointed atomically every epoch; each 
 its randomness from (seed, epoch) alone, so a run killed at any point and resumed ends with
 the same weights as one that never stopped. A NaN or infinite loss stops the run with a clear
 message and leaves the last good checkpoint in place.
+
+The protocol, and where it differs from the authors' code: see docs/protocol.md.
 """
 
 from __future__ import annotations
