@@ -1,7 +1,8 @@
 """Run configurations: plain dataclasses, three profiles, overrides, and the hash that names a run.
 
 A profile fixes every setting of one scale of the study: `smoke` (seconds, tests), `cpu` (the
-built-in dataset on two CPU cores) and `paper` (FSDnoisy18k with the settings of paper.md).
+built-in dataset on two CPU cores) and `paper` (FSDnoisy18k with the authors' settings:
+docs/protocol.md).
 Overrides come from Python (`dataclasses.replace` or keyword arguments) or from the command
 line (`--set alpha=0.3 --set margin=0.25`).
 """
@@ -44,7 +45,7 @@ class DataRun(Execution):
 
 @dataclass(frozen=True)
 class PretrainConfig(DataRun):
-    """Self-supervised pretraining followed by linear evaluation (paper.md section 2)."""
+    """Self-supervised pretraining followed by linear evaluation (docs/protocol.md)."""
 
     subset: str = "noisy"  # pretraining clips (labels ignored)
     monitor_subset: str = "clean"  # kNN monitor and probe selection
@@ -72,7 +73,7 @@ class PretrainConfig(DataRun):
 
 @dataclass(frozen=True)
 class SupervisedConfig(DataRun):
-    """The supervised baseline CNN with cross-entropy or supervised ACL (paper.md section 3)."""
+    """The supervised baseline CNN with cross-entropy or supervised ACL (docs/protocol.md)."""
 
     subset: str = "clean"  # clean | noisy | noisy_small | all
     val_fraction: float = 0.15
@@ -223,7 +224,8 @@ _PROFILE_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "pretrain": {
         "smoke": dict(preset="cpu", encoder="small", epochs=2, batch_size=16, knn_k=20),
         "cpu": dict(preset="cpu", encoder="small", epochs=30, batch_size=128, knn_every=5),
-        # paper.md section 2: ResNet-18, SGD lr 0.03, batch 128, 500 epochs, x0.1 at 325 and 425
+        # the authors' (docs/protocol.md): ResNet-18, SGD lr 0.03, batch 128, 500 epochs,
+        # x0.1 at 325 and 425
         "paper": dict(
             preset="ssl_paper",
             encoder="resnet18",
@@ -237,7 +239,7 @@ _PROFILE_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "supervised": {
         "smoke": dict(preset="cpu", epochs=2, batch_size=16),
         "cpu": dict(preset="cpu", epochs=30, batch_size=64),
-        # paper.md section 3: Adam 1e-3, wd 1e-3, plateau 0.5/5, batch 64, ~100 epochs
+        # the authors' (docs/protocol.md): Adam 1e-3, wd 1e-3, plateau 0.5/5, batch 64, ~100 epochs
         "paper": dict(preset="sup_paper", epochs=100, batch_size=64),
     },
 }

@@ -1,6 +1,6 @@
 """Read any dataset laid out like FSDnoisy18k, validate it, and select its subsets.
 
-Layout (paper.md section 5)::
+Layout (docs/protocol.md, FSDnoisy18k)::
 
     ROOT/FSDnoisy18k.audio_train/*.wav    ROOT/FSDnoisy18k.meta/train.csv
     ROOT/FSDnoisy18k.audio_test/*.wav     ROOT/FSDnoisy18k.meta/test.csv

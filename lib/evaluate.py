@@ -20,7 +20,7 @@ from sklearn.metrics import confusion_matrix
 
 # Logistic-regression C in scikit-learn's sense (penalty ||W||^2 / 2 + C * summed loss): the same
 # C regularises less as the training set grows. The calibration's good value, 0.1 on a few
-# thousand patches (DESIGN.md), is about 0.001 to 0.003 on FSDnoisy18k's ~200k: the grid has both.
+# thousand patches, is about 0.001 to 0.003 on FSDnoisy18k's ~200k: the grid has both.
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
@@ -83,7 +83,7 @@ def _confidence(confidence: float) -> float:
 
 
 def clip_probabilities(patch_probs, patch_clip, *, aggregate: str = "mean"):
-    """Clip-level class scores from patch probabilities (paper.md sections 2 and 3).
+    """Clip-level class scores from patch probabilities (docs/protocol.md).
 
     patch_probs (n_patches, n_classes) and patch_clip (n_patches,), the clip id of each patch.
     Returns clip_ids (n_clips,), sorted, and clip_probs (n_clips, n_classes): the mean of each
@@ -230,7 +230,7 @@ def resolvable_difference(
 
 
 class LinearProbe:
-    """Multinomial logistic regression on frozen patch embeddings (paper.md section 2).
+    """Multinomial logistic regression on frozen patch embeddings (docs/protocol.md).
 
     Equivalent to training Linear(dim, n_classes) with cross-entropy on embeddings computed
     once. Embeddings are optionally L2-normalised (`normalize`), then standardised with the
@@ -238,7 +238,7 @@ class LinearProbe:
     for every C of `c_grid`, from the strongest regularisation to the weakest, each fit starting
     from the previous solution; the C with the best clip-level accuracy on the clean selection
     set wins (the smallest C among ties). Regularisation moved results more than the loss did
-    (DESIGN.md, calibration), so it is selected on clean labels rather than fixed.
+    (a calibration on a small real-audio set), so it is selected on clean labels rather than fixed.
 
     Full-batch L-BFGS in torch minimising the objective of scikit-learn's LogisticRegression
     (mean cross-entropy + ||W||^2 / (2 C n), intercept not penalised): the same solutions and
@@ -369,7 +369,7 @@ def knn_predict(
     """Class probabilities (n_query, n_classes) from a cosine kNN with weighted votes.
 
     Each of the k most similar training rows votes for its label with weight
-    exp(similarity / temperature) (the instance-discrimination monitor; paper.md section 2
+    exp(similarity / temperature) (the instance-discrimination monitor; docs/protocol.md
     uses K = 200). Queries go in batches of `batch_size`, so at most batch_size x n_train
     similarities exist at a time; k is clipped to the training set's size. With
     `exclude_self` the queries are the training rows themselves and each is classified by the

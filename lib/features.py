@@ -51,9 +51,11 @@ class Preset:
 
 
 PRESETS = {
-    # paper.md section 2: 30 ms Hamming window, 10 ms hop, 96 mels 50 Hz-10.5 kHz, ~1 s patches
+    # the authors' (docs/protocol.md): 30 ms Hamming window, 10 ms hop, 96 mels 50 Hz-10.5 kHz,
+    # ~1 s patches
     "ssl_paper": Preset(22050, 2048, 660, 220, 96, 50.0, 10500.0, patch_frames=101, eval_hop=50),
-    # paper.md section 3: 40 ms window, 20 ms hop, 96 mels over the full band, 2 s patches
+    # the authors' (docs/protocol.md): 40 ms window, 20 ms hop, 96 mels over the full band,
+    # 2 s patches
     "sup_paper": Preset(44100, 2048, 1764, 882, 96, 0.0, 22050.0, patch_frames=100, eval_hop=50),
     # ours: 16 kHz, 25 ms window, 10 ms hop, 64 mels, 0.64 s patches: fast on 2 CPU cores
     "cpu": Preset(16000, 512, 400, 160, 64, 50.0, 8000.0, patch_frames=64, eval_hop=32),
@@ -203,7 +205,7 @@ class FeatureCache:
     ) -> np.ndarray:
         """One random (n_mels, frames) patch per clip in `rows`, as (B, n_mels, frames) float32.
 
-        Clips shorter than a patch are repeated to fill it (modulo indexing), as in paper.md.
+        Clips shorter than a patch are repeated to fill it (modulo indexing), as the authors do.
         """
         frames = frames or self.preset.patch_frames
         rows = np.asarray(rows)

@@ -106,7 +106,7 @@ class SmallEncoder(Encoder):
     """A plain CNN for the cpu profile: conv3x3-BN-ReLU blocks with 2x2 max-pool between them.
 
     Same interface as ResNet18Encoder with h of size channels[-1]. The default widths are the
-    4-block CNN calibrated in DESIGN.md: it learned useful features from a small real-audio set in
+    4-block CNN of a calibration: it learned useful features from a small real-audio set in
     minutes, and doubling every width costs about three times the compute for little gain there.
     """
 

@@ -1,4 +1,4 @@
-"""The paper's published numbers (paper.md section 4), kept only to compare ours with.
+"""The paper's published numbers (docs/protocol.md), kept only to compare ours with.
 
 FSDnoisy18k test set (947 clips), one run each, micro accuracy in %. Nothing in this module is
 produced by this repository: every other number in results/ is.

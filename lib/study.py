@@ -1,6 +1,6 @@
 """The study's scale per profile: which runs each notebook asks for, and where results go.
 
-A profile scales every notebook at once (DESIGN.md): smoke runs in seconds for the tests,
+A profile scales every notebook at once (one table, config.py): smoke runs in seconds for the tests,
 cpu runs the whole study on the built-in dataset in about half an hour on two cores, paper
 runs FSDnoisy18k with the full alpha x margin grid and several seeds on a GPU. Notebooks call
 these functions instead of building configs themselves, so every notebook of a profile sees

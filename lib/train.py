@@ -5,6 +5,8 @@ anything to do; state is a plain dict checkpointed atomically every epoch; each 
 its randomness from (seed, epoch) alone, so a run killed at any point and resumed ends with
 the same weights as one that never stopped. A NaN or infinite loss stops the run with a clear
 message and leaves the last good checkpoint in place.
+
+The protocol, and where it differs from the authors' code: see docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -135,7 +137,7 @@ class TrainingData:
         """(mean, std) for augment.normalise: per mel band, or one scalar each."""
         if per_band:
             mean, std = self.mean, self.std
-        else:  # one scalar, as the self-supervised recipe of paper.md
+        else:  # one scalar, as the authors' self-supervised recipe
             mean = np.float32(self.mean.mean())
             std = np.float32(np.sqrt((self.std**2 + (self.mean - mean) ** 2).mean()))
         return torch.as_tensor(mean, device=device), torch.as_tensor(std, device=device)
@@ -666,7 +668,7 @@ def _supervised(run: Run, config: SupervisedConfig, progress: bool) -> Run:
         run.save_checkpoint(capture(modules, epoch=epoch, best=best))
 
     best_epoch = load_weights(run, model)
-    # paper.md section 3: non-overlapping patches, softmax summed over each clip, argmax
+    # the authors' (docs/protocol.md): non-overlapping patches, softmax summed per clip, argmax
     report = clip_report(
         _Logits(model), data, data.test_rows, device, config.amp, per_band=True,
         hop=data.cache.preset.patch_frames, aggregate="sum",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -148,11 +149,16 @@ def test_core_install_without_extras(tmp_path):
     The locked versions are used as constraints, so pip takes torch from its cache when the
     set-up has run (no second download of several GB).
     """
+    source = tmp_path / "source"  # a copy: building in the checkout would leave build/ there
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE", "lib"):
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
+        copy(ROOT / name, source / name)
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
     install = subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "-c", LOCK, str(ROOT)],
+        [python, "-m", "pip", "install", "--quiet", "-c", LOCK, str(source)],
         capture_output=True, text=True, cwd=tmp_path,
     )  # fmt: skip
     assert install.returncode == 0, install.stderr[-3000:]
