@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import augment, evaluate, losses, models
+from . import augment, evaluate, losses, models, probe
 from .atomic import atomic_write_text
 from .config import FinetuneConfig, PretrainConfig, SupervisedConfig, config_dict, kind_of
 from .datasets import load_dataset, subset_mask
@@ -524,37 +524,47 @@ def knn_monitor(encoder, data: TrainingData, config: PretrainConfig, device) -> 
     return report["macro"]
 
 
+def plain_training_batches(data: TrainingData, config, device) -> Iterator[torch.Tensor]:
+    """One un-augmented random patch of every training clip, normalised, in training-sized
+    batches: what the authors' frozen encoder sees during their linear evaluation."""
+    rng = np.random.default_rng(config.seed)
+    mean, std = data.normaliser(device, per_band=False)
+    order = rng.permutation(data.train_rows)
+    for rows in np.array_split(order, max(1, len(order) // config.batch_size)):
+        x = torch.from_numpy(data.cache.random_patches(rows, rng=rng)[:, None]).to(device)
+        yield augment.normalise(x, mean, std)
+
+
 def linear_evaluation(run: Run, model, data: TrainingData, config, device) -> dict:
-    """The paper's linear evaluation on frozen embeddings of the best (else last) checkpoint."""
+    """The authors' linear evaluation (probe.py, docs/protocol.md) of the best (else last)
+    checkpoint: batch-norm statistics re-estimated on un-augmented training patches, every patch
+    embedded once, the classifier trained on the training subset's labels and its epoch chosen
+    by balanced accuracy on the monitor subset."""
     best_epoch = load_weights(run, model)
     encoder = model.encoder
-    train_emb, train_clip = embed(encoder, data, data.train_rows, device, amp=config.amp)
-    select_emb, select_clip = embed(encoder, data, data.monitor_rows, device, amp=config.amp)
-    test_emb, test_clip = embed(encoder, data, data.test_rows, device, amp=config.amp)
-    targets = data.cache.clips["target"].to_numpy()
-    probe = evaluate.LinearProbe(n_classes=data.n_classes).fit(
-        train_emb, targets[train_clip], select_emb, select_clip, targets[select_clip]
+    with autocast(device, config.amp):
+        probe.reestimate_batchnorm(encoder, plain_training_batches(data, config, device))
+    train, select, test = (
+        probe.PatchEmbeddings(emb, clip_of_patch, data.targets(np.unique(clip_of_patch)))
+        for emb, clip_of_patch in (
+            embed(encoder, data, rows, device, amp=config.amp)
+            for rows in (data.train_rows, data.monitor_rows, data.test_rows)
+        )
     )
-    clip_ids, predicted = probe.predict_clips(test_emb, test_clip)
-    report = evaluate.accuracy_report(targets[clip_ids], predicted, n_classes=data.n_classes)
-    test_h = clip_embeddings(test_emb, test_clip)
+    report = probe.linear_evaluation(
+        train, select, test, data.n_classes, probe.ProbeSettings(seed=config.seed), device=device
+    )
+    test_h = clip_embeddings(test.emb, test.clip_of_patch)
     test_z = project(model, test_h, device)
-    np.savez_compressed(
-        run.path / "test_embeddings.npz", h=test_h, z=test_z, target=targets[clip_ids]
-    )
-    atomic_write_text(
-        run.path / "evaluation.json",
-        json.dumps(
-            report | {"probe_selection": {str(c): a for c, a in probe.selection_scores.items()}},
-            indent=1,
-        ),
-    )
+    np.savez_compressed(run.path / "test_embeddings.npz", h=test_h, z=test_z, target=test.labels)
+    atomic_write_text(run.path / "evaluation.json", json.dumps(report, indent=1))
     return {
-        "probe_c": probe.selected_c,
+        "probe_epoch": report["epoch"],
+        "probe_select_macro": report["select_macro"],
         "best_epoch": best_epoch,
         **flat_report(report),
         "uniformity": evaluate.uniformity(test_z),
-        "tolerance": evaluate.tolerance(test_z, targets[clip_ids]),
+        "tolerance": evaluate.tolerance(test_z, test.labels),
     }
 
 
