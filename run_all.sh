@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: set up the environment when missing, make sure the data and its feature cache
-# exist, then execute every notebook in notebooks/ with papermill, in order.
+# exist, then execute every notebook in notebooks/ with papermill, in order, and render them as a
+# static web page (results/<profile>/report/).
 #
 #   ./run_all.sh [--profile smoke|cpu|paper] [--data-dir DIR]
 #
@@ -57,4 +58,6 @@ for notebook in notebooks/[0-9]*.ipynb; do
         exit 1
     fi
 done
-echo "[run_all] done in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s: results in results/$profile/"
+aclaudio report --results "results/$profile" | tail -n 1 | cut -c1-300
+echo "[run_all] done in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s: results in results/$profile/," \
+     "the study as a web page in results/$profile/report/index.html"

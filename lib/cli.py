@@ -170,6 +170,13 @@ def _embed(args: argparse.Namespace) -> dict:
     return {"out": str(out), "clips": len(arrays["h"]), "dim": arrays["h"].shape[1]}
 
 
+def _report(args: argparse.Namespace) -> dict:
+    from .report import write_report
+    from .study import REPO
+
+    return write_report(args.results or REPO / "results" / args.profile)
+
+
 def _add_training_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--profile", choices=["smoke", "cpu", "paper"], default="cpu")
     command.add_argument("--data-dir", type=Path, required=True, help="dataset folder")
@@ -278,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--gpus", type=int, default=1, help="GPUs per SLURM job")
     grid.add_argument("--minutes", type=int, default=240, help="time limit per job")
     grid.set_defaults(run=_sweep)
+
+    report = commands.add_parser("report", help="the executed notebooks as a static web page")
+    where = report.add_mutually_exclusive_group()
+    where.add_argument("--profile", choices=["smoke", "cpu", "paper"], default="cpu",
+                       help="render results/PROFILE of this checkout (default cpu)")  # fmt: skip
+    where.add_argument("--results", type=Path, help="render this results folder instead")
+    report.set_defaults(run=_report)
 
     bench = commands.add_parser("bench", help="run a benchmark, table under results/bench/")
     bench.add_argument("what", choices=["features", "loss", "train", "linear"])

@@ -23,6 +23,8 @@ import soundfile as sf
 from aclaudio import cli
 
 CLASSES = ["Bell", "Buzz", "Chirp"]
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def tone(freq: float, seconds: float, rate: int = 22050, *, channels: int = 1) -> np.ndarray:
@@ -165,3 +167,29 @@ def serving(blobs: Mapping[str, bytes]) -> Iterator[FileServer]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory) -> Path:
+    """One smoke dataset, run store and results folder shared by every notebook (as run_all)."""
+    from aclaudio import synth
+
+    root = tmp_path_factory.mktemp("study")
+    synth.synthesize(root / "data", profile="smoke", seed=0, progress=False)
+    return root
+
+
+def execute_smoke_notebook(notebook: Path, study: Path) -> Path:
+    """Execute a notebook in the smoke profile into STUDY/results/smoke/notebooks/, where
+    run_all.sh puts it; once a session, so the report's tests reuse the notebook tests' work."""
+    import papermill
+
+    executed = study / "results" / "smoke" / "notebooks" / notebook.name
+    if not executed.exists():
+        executed.parent.mkdir(parents=True, exist_ok=True)
+        papermill.execute_notebook(
+            notebook, executed, kernel_name="aclaudio", cwd=notebook.parent, progress_bar=False,
+            parameters={"profile": "smoke", "data_dir": str(study / "data"),
+                        "runs_dir": str(study / "runs"), "results_root": str(study / "results")},
+        )  # fmt: skip
+    return executed

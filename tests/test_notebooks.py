@@ -5,24 +5,10 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import nbformat
-import papermill
 import pytest
-
-from aclaudio import synth
-
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-
-
-@pytest.fixture(scope="session")
-def smoke_study(tmp_path_factory):
-    """One smoke dataset, run store and results folder shared by every notebook (as run_all)."""
-    root = tmp_path_factory.mktemp("study")
-    synth.synthesize(root / "data", profile="smoke", seed=0, progress=False)
-    return root
+from conftest import NOTEBOOKS, execute_smoke_notebook
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
@@ -36,14 +22,7 @@ def test_notebook_is_stored_without_outputs(notebook):
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_in_the_smoke_profile(notebook, smoke_study):
-    executed = smoke_study / "executed" / notebook.name
-    executed.parent.mkdir(exist_ok=True)
-    papermill.execute_notebook(
-        notebook, executed, kernel_name="aclaudio", cwd=notebook.parent, progress_bar=False,
-        parameters={"profile": "smoke", "data_dir": str(smoke_study / "data"),
-                    "runs_dir": str(smoke_study / "runs"),
-                    "results_root": str(smoke_study / "results")},
-    )  # fmt: skip
+    execute_smoke_notebook(notebook, smoke_study)
     results = smoke_study / "results" / "smoke"
     metrics = json.loads((results / "tables" / f"{notebook.stem}.metrics.json").read_text())
     assert metrics, "the notebook recorded no metrics"

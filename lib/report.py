@@ -1,0 +1,177 @@
+"""The study as a web page: a profile's executed notebooks rendered to static HTML.
+
+Every page is self-contained (figures embedded, math as MathML that browsers draw themselves, no
+script from a CDN), so results/<profile>/report/ opens offline, from disk or any web server.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import re
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+from jinja2 import pass_context
+from latex2mathml.converter import convert
+from nbconvert import HTMLExporter
+from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+
+from .atomic import atomic_write_text
+
+#: The README's figure: linear-evaluation accuracy over the alpha x margin grid (notebook 04).
+KEY_FIGURE = "04_ablation-heatmap.png"
+#: Random init, NT-Xent and ACL paired by seed, each comparison with its verdict (notebook 02).
+HEADLINE_TABLE = "02_pretraining-paired.csv"
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 62em; margin: 1em auto 3em; padding: 0 1em;
+       line-height: 1.5; color: #222; }
+nav { margin-bottom: 1em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; border: 0; }
+th, td { border: 0; border-bottom: 1px solid #ccc; padding: 3px 10px; text-align: left; }
+.jp-OutputArea-output { overflow-x: auto; }
+pre { background: #f5f5f5; padding: 0.5em; white-space: pre-wrap; font-size: 0.85em; }
+[data-mime-type="application/vnd.jupyter.stderr"] pre { background: #fff3f0; }
+img { max-width: 100%; }
+figcaption { color: #555; }
+"""
+
+
+def _page(title: str, body: str, *, nav: bool = True) -> str:
+    """One HTML page in the study's style: the index and every notebook share it."""
+    back = '<nav><a href="index.html">&larr; the study</a></nav>\n' if nav else ""
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1.0">
+<title>{html.escape(title)}</title>
+<style>{_STYLE}</style>
+</head>
+<body>
+{back}{body}
+</body>
+</html>
+"""
+
+
+class _MathMLRenderer(IPythonRenderer):
+    """Markdown math as MathML instead of TeX left for MathJax, which would come from a CDN."""
+
+    def block_math(self, body: str) -> str:
+        return convert(body, display="block")
+
+    def inline_math(self, body: str) -> str:
+        return convert(body)
+
+
+class _StudyExporter(HTMLExporter):
+    """JupyterLab's cells without code or prompts, and without the page around them (JupyterLab's
+    250 kB stylesheet, scripts from a CDN): the notebook read as a study."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            template_name="lab", template_file="base.html.j2",
+            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+        )  # fmt: skip
+
+    @pass_context
+    def markdown2html(self, context, source: str) -> str:
+        renderer = _MathMLRenderer(escape=False, exclude_anchor_links=True)
+        return MarkdownWithMath(renderer=renderer).render(source)
+
+
+def title(notebook: nbformat.NotebookNode, default: str) -> str:
+    """The notebook's first markdown heading, else `default`."""
+    for cell in notebook.cells:
+        heading = re.search(r"^#+\s+(.+)$", cell.source, re.MULTILINE)
+        if cell.cell_type == "markdown" and heading:
+            return heading.group(1).strip()
+    return default
+
+
+def _without_machine_paths(notebook: nbformat.NotebookNode) -> None:
+    """Paths in the outputs as a reader knows them: installed modules (this one included) from
+    their package (warnings name them), the folders the notebook ran with relative to the
+    checkout that ran it (the folder above results_root), or by their own name when outside it."""
+    parameters = notebook.metadata.get("papermill", {}).get("parameters", {})
+    if "results_root" not in parameters:
+        return
+    root = Path(parameters["results_root"]).parent
+    outside = [Path(v) for v in parameters.values() if isinstance(v, str) and os.path.isabs(v)]
+    outside = [path for path in outside if not path.is_relative_to(root)]
+
+    package = Path(__file__).parent  # this package's own warnings name its source files
+
+    def readable(text: str) -> str:
+        text = re.sub(r"[^\s'\"<>]*site-packages[/\\]", "", text)
+        text = text.replace(f"{package}{os.sep}", f"aclaudio{os.sep}")
+        for path in outside:
+            text = text.replace(str(path), path.name)
+        return text.replace(f"{root}{os.sep}", "")
+
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                output.text = readable(output.text)
+            if "traceback" in output:
+                output.traceback = [readable(line) for line in output.traceback]
+            for mime, value in output.get("data", {}).items():
+                if mime.startswith("text/"):
+                    output.data[mime] = readable(value)
+
+
+def _data_uri(png: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
+
+
+def _index(profile: str, pages: dict[str, str], results: Path) -> str:
+    items = "\n".join(
+        f'<li><a href="{name}">{html.escape(text)}</a></li>' for name, text in pages.items()
+    )
+    headline = pd.read_csv(results / "tables" / HEADLINE_TABLE)[["comparison", "verdict"]]
+    figure = _data_uri(results / "figures" / KEY_FIGURE)
+    return f"""<h1>Angular contrastive learning of audio representations: the study</h1>
+<p>A reproduction of <em>Self-supervised learning of audio representations using angular
+contrastive loss</em> (S. Wang, S. Tripathy, A. Mesaros, ICASSP 2023), {profile} profile: the
+{len(pages)} notebooks as <code>run_all.sh</code> executed them.</p>
+<ol>
+{items}
+</ol>
+<h2>Pretraining methods paired by seed</h2>
+<p>Linear-evaluation accuracy on the test set: differences within a seed, with 95 % intervals.</p>
+{headline.to_html(index=False, border=0)}
+<h2>The margin and alpha</h2>
+<figure>
+<img src="{figure}" alt="accuracy over the alpha x margin grid">
+<figcaption>Mean linear-evaluation accuracy over the alpha x margin grid (alpha = 1 is
+NT-Xent, where the margin plays no role).</figcaption>
+</figure>"""
+
+
+def write_report(results: str | Path) -> dict:
+    """Render RESULTS/notebooks/*.ipynb to RESULTS/report/: one page per notebook and an index
+    with the key figure and the headline table. Returns what it wrote."""
+    results = Path(results)
+    notebooks = sorted((results / "notebooks").glob("*.ipynb"))
+    if not notebooks:
+        raise FileNotFoundError(f"no executed notebooks in {results / 'notebooks'}")
+    out = results / "report"
+    out.mkdir(exist_ok=True)
+    exporter = _StudyExporter()
+    pages = {}
+    for path in notebooks:
+        notebook = nbformat.read(path, as_version=4)
+        pages[f"{path.stem}.html"] = title(notebook, path.stem)
+        _without_machine_paths(notebook)
+        page = _page(pages[f"{path.stem}.html"], exporter.from_notebook_node(notebook)[0])
+        atomic_write_text(out / f"{path.stem}.html", page)
+    index = _index(results.name, pages, results)
+    atomic_write_text(
+        out / "index.html", _page(f"aclaudio: the study ({results.name})", index, nav=False)
+    )
+    size = sum(f.stat().st_size for f in out.iterdir())
+    return {"report": str(out), "pages": ["index.html", *pages], "bytes": size}

@@ -1,0 +1,222 @@
+"""The study as a web page: the smoke profile's report, as `aclaudio report` writes it and as
+headless Chromium shows it."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import html
+import http.server
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+import websocket
+from conftest import NOTEBOOKS, ROOT, execute_smoke_notebook
+
+from aclaudio import cli, report
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--window-size=1280,2000", "--remote-debugging-port=0",
+]  # fmt: skip
+
+# What a page shows once loaded: its title, the images that did not decode, the math drawn.
+PAGE_STATE = """({
+    title: document.title,
+    images: document.images.length,
+    broken: Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))
+                 .map(i => i.alt || i.src.slice(0, 60)),
+    math: Array.from(document.querySelectorAll("math"))
+               .filter(m => m instanceof MathMLElement && m.getBoundingClientRect().width > 0)
+               .length,
+})"""
+
+
+@pytest.fixture(scope="module")
+def smoke_report(smoke_study) -> tuple[dict, Path]:
+    """`aclaudio report` on the smoke study's executed notebooks (the notebook tests usually
+    executed them already in this session)."""
+    for notebook in NOTEBOOKS:
+        execute_smoke_notebook(notebook, smoke_study)
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = cli.main(["report", "--results", str(smoke_study / "results" / "smoke")])
+    assert code == 0
+    summary = json.loads(stdout.getvalue().splitlines()[-1])
+    return summary, Path(summary["report"])
+
+
+def expected_titles() -> dict[str, str]:
+    """Page name -> the first heading of the notebook, read from the notebooks folder."""
+    return {
+        f"{notebook.stem}.html": report.title(nbformat.read(notebook, as_version=4), "")
+        for notebook in NOTEBOOKS
+    }
+
+
+def test_the_report_is_an_index_and_one_self_contained_page_per_notebook(smoke_report):
+    summary, folder = smoke_report
+    titles = expected_titles()
+    assert summary["ok"] and summary["pages"] == ["index.html", *titles]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(summary["pages"])
+    assert summary["bytes"] == sum(p.stat().st_size for p in folder.iterdir())
+    assert all(title and not title.startswith("#") for title in titles.values())
+
+    index = (folder / "index.html").read_text()
+    for name, title in titles.items():
+        assert f'<a href="{name}">{html.escape(title)}</a>' in index
+    results = folder.parent
+    for verdict in pd.read_csv(results / "tables" / report.HEADLINE_TABLE)["verdict"]:
+        assert html.escape(verdict) in index
+    key_figure = (results / "figures" / report.KEY_FIGURE).read_bytes()
+    assert base64.b64encode(key_figure).decode() in index
+
+    study = folder.parents[2]  # the smoke study: data, runs and results of the notebooks
+    for name in summary["pages"]:
+        page = (folder / name).read_text()
+        assert str(study) not in page and str(ROOT) not in page, f"{name} shows a machine path"
+        assert not re.search(r'\ssrc="(?!data:)', page), f"{name} loads something from outside"
+        assert "jp-InputArea-editor" not in page, f"{name} shows code"
+    first = (folder / "01_why_an_angular_margin.html").read_text()
+    assert "<math" in first and "\\alpha" not in first  # TeX drawn as MathML, none left raw
+
+
+def chromium() -> str:
+    """Debian's chromium; in CI (ACLAUDIO_REQUIRE_BROWSER=1) a missing one is a failure."""
+    path = shutil.which("chromium")
+    if path is None:
+        if os.environ.get("ACLAUDIO_REQUIRE_BROWSER") == "1":
+            pytest.fail("ACLAUDIO_REQUIRE_BROWSER=1 but chromium is not installed")
+        pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium)")
+    return path
+
+
+def test_a_missing_browser_skips_here_and_fails_in_ci(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.delenv("ACLAUDIO_REQUIRE_BROWSER", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"):
+        chromium()
+    monkeypatch.setenv("ACLAUDIO_REQUIRE_BROWSER", "1")
+    with pytest.raises(pytest.fail.Exception, match="not installed"):
+        chromium()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve(folder: Path):
+    """The folder over HTTP on 127.0.0.1, as a reader's web server would show it."""
+    handler = functools.partial(_QuietHandler, directory=folder)
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{server.server_port}"
+        finally:
+            server.shutdown()
+
+
+class DevTools:
+    """One browser tab over the DevTools protocol: commands in order, the events kept."""
+
+    def __init__(self, url: str) -> None:
+        self.socket = websocket.create_connection(url, timeout=60, suppress_origin=True)
+        self.events: list[dict] = []
+        self.last_id = 0
+
+    def __call__(self, method: str, **params) -> dict:
+        self.last_id += 1
+        self.socket.send(json.dumps({"id": self.last_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.socket.recv())
+            if message.get("id") == self.last_id:
+                assert "error" not in message, (method, message["error"])
+                return message["result"]
+            self.events.append(message)
+
+    def wait_for(self, event: str) -> None:
+        while not any(e.get("method") == event for e in self.events):
+            self.events.append(json.loads(self.socket.recv()))
+
+    def errors(self) -> list[str]:
+        """JavaScript exceptions, console errors and failed loads since the events were cleared."""
+        found = []
+        for event in self.events:
+            method, params = event.get("method"), event.get("params", {})
+            if method == "Runtime.exceptionThrown":
+                details = params["exceptionDetails"]
+                found.append(details.get("exception", {}).get("description", details["text"]))
+            elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+                found.append(params["entry"]["text"])
+            elif method == "Runtime.consoleAPICalled" and params["type"] == "error":
+                found.append(str(params["args"]))
+        return found
+
+
+@contextlib.contextmanager
+def browser(profile: Path):
+    """Headless Chromium with a fresh profile, driven through its first tab."""
+    process = subprocess.Popen(
+        [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        port_file, deadline = profile / "DevToolsActivePort", time.monotonic() + 60
+        while len(port_file.read_text().split() if port_file.exists() else []) < 2:
+            assert process.poll() is None, "chromium exited at start"
+            assert time.monotonic() < deadline, "chromium did not open its DevTools port"
+            time.sleep(0.1)
+        port = port_file.read_text().split()[0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as answer:
+            tab = next(t for t in json.load(answer) if t["type"] == "page")
+        devtools = DevTools(tab["webSocketDebuggerUrl"])
+        for domain in ("Page", "Runtime", "Log"):
+            devtools(f"{domain}.enable")
+        yield devtools
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def load(tab: DevTools, url: str) -> dict:
+    """Open URL in the tab, wait for its load event, and return PAGE_STATE."""
+    tab.events.clear()
+    tab("Page.navigate", url=url)
+    tab.wait_for("Page.loadEventFired")
+    return tab("Runtime.evaluate", expression=PAGE_STATE, returnByValue=True)["result"]["value"]
+
+
+def test_every_page_loads_in_chromium_without_errors_and_shows_every_image(smoke_report, tmp_path):
+    summary, folder = smoke_report
+    titles = {"index.html": "aclaudio: the study (smoke)"} | expected_titles()
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with serve(folder) as site, browser(tmp_path / "chromium-profile") as tab:
+        broken_page = "data:text/html,<img src='missing.png' alt='gone'><script>gone()</script>"
+        state = load(tab, broken_page)  # the check itself sees a broken page
+        assert state["broken"] == ["gone"] and "gone is not defined" in tab.errors()[0]
+        for name in summary["pages"]:
+            state = load(tab, f"{site}/{name}")
+            assert tab.errors() == [], name
+            assert state["title"] == titles[name]
+            assert state["images"] > 0 and state["broken"] == [], (name, state)
+            shot = tab("Page.captureScreenshot", format="png")["data"]
+            (shots / name.replace(".html", ".png")).write_bytes(base64.b64decode(shot))
+            if name == "01_why_an_angular_margin.html":
+                assert state["math"] > 10, "the math is not drawn as MathML"
+    assert sorted(p.stem for p in shots.iterdir()) == sorted(n[:-5] for n in summary["pages"])
