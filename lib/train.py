@@ -34,8 +34,9 @@ from .features import FeatureCache, build_cache
 from .runs import Run, RunWarning, append_result, claimed_run, load_run
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (the message says why and what was kept)."""
+class TrainingError(ValueError):
+    """Training cannot go on (the message says why and what was kept); a ValueError, so the
+    command line reports it in one line rather than as a traceback."""
 
 
 # ----------------------------------------------------------------------------- shared pieces

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +112,24 @@ def test_a_read_only_data_folder_suggests_the_cache_variable(tiny_dataset):
     assert error.startswith("aclaudio features: error: cannot create the feature cache")
     assert "Permission denied" in error and "$ACLAUDIO_CACHE" in error
     assert json.loads(run.stdout.splitlines()[-1])["ok"] is False
+
+
+def test_a_nan_loss_ends_with_one_line_and_a_json_summary(tmp_path, capsys):
+    run_cli(capsys, "synth", "--to", tmp_path / "d", "--profile", "smoke")
+    code, summary, _ = run_cli(
+        capsys, "pretrain", "--profile", "smoke", "--data-dir", tmp_path / "d",
+        "--runs-dir", tmp_path / "r", "--set", "subset=all", "--set", "lr=1e30",
+    )  # fmt: skip
+    assert code == 1 and not summary["ok"]
+    assert "loss became nan" in summary["error"] and "last good checkpoint" in summary["error"]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away_gets_no_traceback():
+    aclaudio = Path(sys.executable).parent / "aclaudio"
+    out = subprocess.run(
+        f"'{aclaudio}' config show --profile smoke | head -n 1",
+        shell=True, capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0 and out.stdout.count("\n") == 1
+    assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
