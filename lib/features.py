@@ -255,33 +255,34 @@ def build_cache(
     preset = get_preset(preset)
     name = next((k for k, v in PRESETS.items() if v == preset), "custom")
     path = Path(cache_dir or default_cache_dir(dataset)) / f"{name}-{cache_key(dataset, preset)}"
-    _make_cache_folder(path.parent)
-    # One builder at a time: the others wait, then find the finished cache.
-    with exclusive(path.with_name(f".{path.name}.lock"), f"feature cache {path}"):
-        if not _is_complete(path):
-            _build(dataset, preset, name, path, workers=workers, progress=progress, chunk=chunk)
+    # A finished cache is read without a lock (its folder may be read-only). Builders take turns:
+    # one builds, the others wait, then find the finished cache.
+    if _unfinished(path) is not None:
+        _make_cache_folder(path.parent)
+        with exclusive(path.with_name(f".{path.name}.lock"), f"feature cache {path}"):
+            problem = _unfinished(path)
+            if problem:
+                print(f"feature cache {path} is damaged: {problem}; building it again",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                shutil.rmtree(path)
+            if problem is not None:
+                _build(dataset, preset, name, path, workers=workers, progress=progress,
+                       chunk=chunk)  # fmt: skip
     return FeatureCache(path).relabel(dataset)
 
 
-def _is_complete(path: Path) -> bool:
-    """A finished cache whose data file holds exactly what its index says; a damaged one is
-    removed (with a message) so that it is built again."""
+def _unfinished(path: Path) -> str | None:
+    """Why the cache at `path` cannot be used: "" when it was never finished, the damage when
+    its data file does not hold exactly what its index says; None for a usable cache."""
     if not (path / "meta.json").is_file():
-        return False
+        return ""
     meta = json.loads((path / "meta.json").read_text())
     data_file = path / "features.f16"
     expected = meta["frames"] * meta["preset"]["n_mels"] * 2  # float16
     found = data_file.stat().st_size if data_file.is_file() else 0
     if found == expected:
-        return True
-    print(
-        f"feature cache {path} is damaged: {data_file.name} has {found} bytes where its index "
-        f"says {expected}; building it again",
-        file=sys.stderr,
-        flush=True,
-    )
-    shutil.rmtree(path)
-    return False
+        return None
+    return f"{data_file.name} has {found} bytes where its index says {expected}"
 
 
 def _build(

@@ -114,6 +114,20 @@ def test_a_read_only_data_folder_suggests_the_cache_variable(tiny_dataset):
     assert json.loads(run.stdout.splitlines()[-1])["ok"] is False
 
 
+def test_a_finished_cache_in_a_read_only_folder_is_used(tiny_dataset, tmp_path, capsys):
+    cache_dir = tmp_path / "shared-cache"
+    code, built, _ = run_cli(capsys, "features", tiny_dataset, "--preset", "cpu",
+                             "--cache-dir", cache_dir)  # fmt: skip
+    assert code == 0
+    for folder in (cache_dir, *cache_dir.iterdir()):
+        os.chmod(folder, 0o555)
+    run = run_cli_bound_by_permissions(
+        "features", tiny_dataset, "--preset", "cpu", "--cache-dir", cache_dir, cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.splitlines()[-1])["cache"] == built["cache"]
+
+
 def test_a_nan_loss_ends_with_one_line_and_a_json_summary(tmp_path, capsys):
     run_cli(capsys, "synth", "--to", tmp_path / "d", "--profile", "smoke")
     code, summary, _ = run_cli(
