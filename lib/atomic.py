@@ -7,6 +7,7 @@ work (a feature cache, a run, the results table) take turns instead of corruptin
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,17 +16,20 @@ from pathlib import Path
 import psutil
 from filelock import FileLock, Timeout
 
+HOST = socket.gethostname().replace(".", "_")  # one store may be shared by a cluster's machines
+
 
 def temporary_path(path: str | Path) -> Path:
-    """A hidden sibling of `path` unique to this process: concurrent writers never share one."""
+    """A hidden sibling of `path` unique to this process: concurrent writers never share one.
+    The name carries the writer's pid and machine, so that a leftover can be told stale."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return path.with_name(f".{path.name}.{os.getpid()}@{HOST}.tmp")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write through a temporary file in the same folder, fsync, then rename over `path`."""
     tmp = temporary_path(path)
-    with open(tmp, "w") as handle:
+    with open(tmp, "w", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
@@ -53,9 +57,10 @@ def exclusive(lock_file: str | Path, what: str) -> Iterator[None]:
 def remove_stale_temporaries(folder: str | Path) -> None:
     """Delete the temporary files that writers killed mid-write left in `folder`.
 
-    A temporary file is stale when its writer, named by the pid in its name, has gone.
+    A temporary file is stale when its writer, named by the pid and machine in its name, has
+    gone; files written on other machines are left alone (their processes cannot be seen).
     """
-    for tmp in Path(folder).glob(".*.*.tmp"):
-        pid = tmp.name.rsplit(".", 2)[1]
+    for tmp in Path(folder).glob(f".*.*@{HOST}.tmp"):
+        pid = tmp.name.removesuffix(f"@{HOST}.tmp").rsplit(".", 1)[1]
         if pid.isdigit() and not psutil.pid_exists(int(pid)):
             tmp.unlink(missing_ok=True)

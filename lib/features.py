@@ -311,24 +311,27 @@ def _build(
         disable=not progress,
     )
     pool = ProcessPoolExecutor(workers, initializer=_worker_init)
-    with pool, open(data_file, "ab") as out:
-        # every clip is queued at once (no idle worker waiting for a slow one); results come
-        # back in order and are committed every `chunk` clips
-        results = pool.map(
-            _features_or_error, [paths[r] for r in todo], [preset] * len(todo), chunksize=2
-        )
-        for count, (row, result) in enumerate(zip(todo, results, strict=True), start=1):
-            if isinstance(result, str):
-                done["bad"].append([row, result])
-            else:
-                out.write(result.tobytes())
-                done["rows"].append(row)
-                done["lengths"].append(result.shape[0])
-            if count % chunk == 0 or count == len(todo):
-                out.flush()
-                os.fsync(out.fileno())
-                atomic_write_text(progress_file, json.dumps(done))
-                bar.update(count - bar.n + len(dataset.clips) - len(todo))
+    try:
+        with open(data_file, "ab") as out:
+            # every clip is queued at once (no idle worker waiting for a slow one); results come
+            # back in order and are committed every `chunk` clips
+            results = pool.map(
+                _features_or_error, [paths[r] for r in todo], [preset] * len(todo), chunksize=2
+            )
+            for count, (row, result) in enumerate(zip(todo, results, strict=True), start=1):
+                if isinstance(result, str):
+                    done["bad"].append([row, result])
+                else:
+                    out.write(result.tobytes())
+                    done["rows"].append(row)
+                    done["lengths"].append(result.shape[0])
+                if count % chunk == 0 or count == len(todo):
+                    out.flush()
+                    os.fsync(out.fileno())
+                    atomic_write_text(progress_file, json.dumps(done))
+                    bar.update(count - bar.n + len(dataset.clips) - len(todo))
+    finally:  # on an error (a full disk), the queued clips are dropped, not computed first
+        pool.shutdown(cancel_futures=True)
     bar.close()
 
     clips = dataset.clips.iloc[done["rows"]].copy()

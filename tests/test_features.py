@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from aclaudio import datasets, features
+from aclaudio import atomic, datasets, features
 
 
 @pytest.mark.parametrize("name", ["ssl_paper", "sup_paper", "cpu"])
@@ -231,11 +231,14 @@ def test_killed_build_takes_its_workers_along_and_leaves_nothing_behind(tiny_dat
         os.kill(pid, signal.SIGKILL)
     assert not survivors
     (partial,) = cache_dir.glob("cpu-*")
-    assert [p.name for p in partial.glob(".*.tmp")] == [f".progress.json.{build.pid}.tmp"]
+    leftover = f".progress.json.{build.pid}@{atomic.HOST}.tmp"
+    assert [p.name for p in partial.glob(".*.tmp")] == [leftover]
+    elsewhere = partial / f".progress.json.{build.pid}@another_machine.tmp"
+    elsewhere.write_text("a writer on another machine of a shared store")
     cache = features.build_cache(
         datasets.load_dataset(tiny_dataset), "cpu", cache_dir=cache_dir, progress=False
     )
-    assert len(cache) == 15 and not list(partial.glob(".*.tmp"))
+    assert len(cache) == 15 and [p.name for p in partial.glob(".*.tmp")] == [elsewhere.name]
 
 
 def test_edited_labels_reach_a_reused_cache(tiny_dataset, tmp_path):
