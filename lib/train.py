@@ -306,10 +306,11 @@ def _pretrain(run: Run, config: PretrainConfig, progress: bool) -> Run:
         run.save_checkpoint(capture(modules, epoch=epoch, best=best))
         barrier()
 
-    if rank != 0:
+    best_epoch = evaluation_encoder(run, model, data, config, device)  # on every rank: batch
+    if rank != 0:  # norm may be synchronised across them (SyncBatchNorm on GPUs)
         return run
-    summary = linear_evaluation(run, model, data, config, device) | {"warnings": notes}
-    return finish(run, summary, started, device)
+    summary = linear_evaluation(run, model, data, config, device, best_epoch)
+    return finish(run, summary | {"warnings": notes}, started, device)
 
 
 def contrastive_epoch(
@@ -536,15 +537,21 @@ def plain_training_batches(data: TrainingData, config, device) -> Iterator[torch
         yield augment.normalise(x, mean, std)
 
 
-def linear_evaluation(run: Run, model, data: TrainingData, config, device) -> dict:
-    """The authors' linear evaluation (probe.py, docs/protocol.md) of the best (else last)
-    checkpoint: batch-norm statistics re-estimated on un-augmented training patches, every patch
-    embedded once, the classifier trained on the training subset's labels and its epoch chosen
-    by balanced accuracy on the monitor subset."""
+def evaluation_encoder(run: Run, model, data: TrainingData, config, device) -> int:
+    """Load the best (else last) weights and re-estimate the encoder's batch-norm statistics on
+    un-augmented training patches, as the authors' linear evaluation sees them; returns the
+    weights' epoch. Every rank of a distributed run calls it (synchronised batch norm)."""
     best_epoch = load_weights(run, model)
-    encoder = model.encoder
     with autocast(device, config.amp):
-        probe.reestimate_batchnorm(encoder, plain_training_batches(data, config, device))
+        probe.reestimate_batchnorm(model.encoder, plain_training_batches(data, config, device))
+    return best_epoch
+
+
+def linear_evaluation(run: Run, model, data: TrainingData, config, device, best_epoch) -> dict:
+    """The authors' linear evaluation (probe.py, docs/protocol.md) of an encoder prepared by
+    `evaluation_encoder`: every patch embedded once, the classifier trained on the training
+    subset's labels and its epoch chosen by balanced accuracy on the monitor subset."""
+    encoder = model.encoder
     train, select, test = (
         probe.PatchEmbeddings(emb, clip_of_patch, data.targets(np.unique(clip_of_patch)))
         for emb, clip_of_patch in (
@@ -751,7 +758,8 @@ def load_pretrained(run: Run, *, progress: bool = True):
 def relinear_evaluation(run: Run, *, progress: bool = True) -> dict:
     """Linear evaluation of a pretraining run again (its summary is not changed)."""
     model, data, device = load_pretrained(run, progress=progress)
-    return linear_evaluation(run, model, data, run.config, device)
+    best_epoch = evaluation_encoder(run, model, data, run.config, device)
+    return linear_evaluation(run, model, data, run.config, device, best_epoch)
 
 
 def embed_subset(run: Run, subset: str, *, progress: bool = True) -> dict[str, np.ndarray]:
