@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -206,7 +207,14 @@ def extract(
         )
         if staging.exists():
             shutil.rmtree(staging)  # left by a killed extraction
-        archive.extractall(staging)
+        try:
+            archive.extractall(staging)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            zip_path.unlink()  # damaged: the next run downloads it again instead of reusing it
+            raise DownloadError(
+                f"{zip_path}: damaged archive ({error}); removed, run the download again"
+            ) from error
     entries = sorted(os.listdir(staging))
     for entry in entries:
         final = dest / entry

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import random
 import shutil
@@ -269,3 +270,16 @@ def test_without_a_length_the_expected_size_guards_the_disk(server, tmp_path, mo
     counts = fetch(server.url(TRAIN), tmp_path / TRAIN, expected_bytes=1000, **FAST)
     assert (tmp_path / TRAIN).read_bytes() == ARCHIVES[TRAIN]  # no digest: trusted as received
     assert counts == {"bytes_downloaded": len(ARCHIVES[TRAIN]), "bytes_resumed": 0}
+
+
+def test_a_damaged_archive_is_removed_with_one_clear_error(tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("data/a.txt", "some text that compresses " * 200)
+    damaged = bytearray(buffer.getvalue())
+    damaged[60:80] = b"\xff" * 20  # inside the compressed stream; the directory stays readable
+    zip_path = tmp_path / "data.zip"
+    zip_path.write_bytes(bytes(damaged))
+    with pytest.raises(download.DownloadError, match="data.zip: damaged archive"):
+        download.extract(zip_path, tmp_path / "out")
+    assert not zip_path.exists() and not list((tmp_path / "out").iterdir())
