@@ -6,9 +6,11 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 from . import __version__, datasets
@@ -326,14 +328,34 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _extra_providing(module: str) -> str | None:
+    """The extra of this package (study, cluster, dev) that installs `module`, from the
+    installed metadata; None when no extra does."""
+    top = module.partition(".")[0]
+    for requirement in metadata.requires("aclaudio") or []:
+        name, _, marker = requirement.partition(";")
+        package = re.split(r"[<>=!~ \[]", name.strip(), maxsplit=1)[0]
+        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)", marker)
+        if extra and package.lower().replace("-", "_") == top.lower():
+            return extra.group(1)
+    return None
+
+
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     with _recorded_warnings() as messages:
         try:
             result = {"ok": True, **args.run(args)}
         except (ValueError, OSError, DownloadError) as error:
-            print(f"aclaudio {args.command}: error: {error}", file=sys.stderr)
             result = {"ok": False, "error": str(error)}
+        except ModuleNotFoundError as error:
+            extra = _extra_providing(error.name or "")
+            if extra is None:
+                raise  # not an optional package: a real bug, keep its traceback
+            result = {"ok": False, "error": f"this command needs the optional package "
+                      f"{error.name!r}: pip install 'aclaudio[{extra}]'"}  # fmt: skip
+        if not result["ok"]:
+            print(f"aclaudio {args.command}: error: {result['error']}", file=sys.stderr)
     notes = list(dict.fromkeys(result.get("warnings", []) + messages))
     print(json.dumps(result | ({"warnings": notes} if notes else {}), default=str))
     return 0 if result["ok"] else 1

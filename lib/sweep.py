@@ -43,6 +43,10 @@ def execute(config, runs_dir: str | None = None) -> str:
     return str(run(config, runs_dir=runs_dir, progress=False).path)
 
 
+class SweepError(ValueError):
+    """Runs of a sweep that did not finish: the message names them and where their logs are."""
+
+
 def run_grid(
     configs: list,
     *,
@@ -63,17 +67,24 @@ def run_grid(
     store = runs_root(runs_dir)
     runs = [open_run(config, store) for config in configs]
     todo = [config for config, run in zip(configs, runs, strict=True) if not run.finished]
+    logs, errors = Path(logs_dir or store / "submitit"), []
     if todo and executor == "inline":
         for config in tqdm(todo, desc="runs", unit="run"):
             execute(config, str(store))
     elif todo:
         jobs = _submit(todo, str(store), executor, parallel, slurm_partition, gpus_per_job,
-                       minutes, Path(logs_dir or store / "submitit"))  # fmt: skip
+                       minutes, logs)  # fmt: skip
         for job in tqdm(jobs, desc=f"runs ({executor})", unit="run"):
-            job.result()  # re-raises a failed run's error here, naming the job's log folder
+            job.wait()
+            if job.exception() is not None:  # the job's traceback ends with the error itself
+                errors.append(str(job.exception()).strip().splitlines()[-1])
     unfinished = [run.path for run in runs if not run.finished]
     if unfinished:
-        raise RuntimeError(f"runs did not finish: {', '.join(map(str, unfinished))}")
+        why = f" (first error: {errors[0]}; logs in {logs})" if errors else ""
+        raise SweepError(
+            f"{len(unfinished)} of {len(runs)} runs did not finish: "
+            f"{', '.join(map(str, unfinished))}{why}; rerun the sweep to resume them"
+        )
     return runs
 
 

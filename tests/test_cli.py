@@ -147,3 +147,21 @@ def test_a_reader_that_goes_away_gets_no_traceback():
     )  # fmt: skip
     assert out.returncode == 0 and out.stdout.count("\n") == 1
     assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
+
+
+def test_a_missing_optional_package_names_its_extra(tmp_path):
+    """As where only the core is installed: the study's librosa cannot be imported."""
+    fake = tmp_path / "librosa"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'librosa'\", name='librosa')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "aclaudio", "bench", "features", "--out-dir", tmp_path / "b"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["error"] == (
+        "this command needs the optional package 'librosa': pip install 'aclaudio[study]'"
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from aclaudio import config, runs, sweep, synth
@@ -59,3 +61,26 @@ def test_sweep_command(smoke_data, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["grid"] == "supervised" and summary["runs"] == 4  # 2 subsets x 2 alphas
     assert len(runs.load_results(tmp_path)) == 4
+
+
+def test_a_failed_run_ends_the_sweep_command_with_one_line(smoke_data, tmp_path, capsys):
+    """A job that fails (here: its data folder vanished after the grid was made) leaves its run
+    unfinished: the command names it, the job's error and its logs, and prints ok false."""
+    import json
+
+    from aclaudio import cli
+
+    data = tmp_path / "data"
+    shutil.copytree(smoke_data, data)
+    configs = sweep.grid(base(data), seed=[0])
+    shutil.rmtree(data / "FSDnoisy18k.audio_train")
+    with pytest.raises(sweep.SweepError, match="1 of 1 runs did not finish") as error:
+        sweep.run_grid(configs, runs_dir=tmp_path / "r", executor="local")
+    assert "first error:" in str(error.value) and "logs in" in str(error.value)
+
+    argv = ["sweep", "supervised", "--profile", "smoke", "--data-dir", str(data),
+            "--runs-dir", str(tmp_path / "r2"), "--executor", "local"]  # fmt: skip
+    assert cli.main(argv) == 1
+    out, err = capsys.readouterr()
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert not summary["ok"] and "Traceback" not in err
