@@ -173,6 +173,13 @@ def _embed(args: argparse.Namespace) -> dict:
     return {"out": str(out), "clips": len(arrays["h"]), "dim": arrays["h"].shape[1]}
 
 
+def _export(args: argparse.Namespace) -> dict:
+    from .export import export_encoder
+    from .runs import load_run
+
+    return export_encoder(load_run(args.run_dir), args.to)
+
+
 def _report(args: argparse.Namespace) -> dict:
     from .report import write_report
     from .study import REPO
@@ -276,6 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--subset", default="test", help="clean, noisy, noisy_small, all or test")
     embed.add_argument("--out", type=Path, help="default: RUN_DIR/embeddings-SUBSET.npz")
     embed.set_defaults(run=_embed)
+
+    export = commands.add_parser(
+        "export", help="a pretraining run's encoder as one file, to use without its data"
+    )
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("--to", type=Path, required=True, help="the file to write (.pt)")
+    export.set_defaults(run=_export)
 
     grid = commands.add_parser("sweep", help="run a grid of the study (skips finished runs)")
     grid.add_argument("grid", choices=["ablation", "comparison", "supervised"])

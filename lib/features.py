@@ -138,6 +138,21 @@ def clip_log_mel(path: str | Path, preset: str | Preset) -> np.ndarray:
     return log_mel(load_audio(path, preset.sample_rate), preset).numpy()
 
 
+def patch_starts(length: int, frames: int, hop: int) -> np.ndarray:
+    """First frames of a clip's evaluation patches: 0, hop, 2*hop, ... while they fit, then one
+    aligned to the clip's end for any remainder; a clip shorter than a patch gives one."""
+    starts = list(range(0, max(length - frames, 0) + 1, hop))
+    if length > frames and starts[-1] + frames < length:
+        starts.append(length - frames)
+    return np.array(starts)
+
+
+def patch_frame_index(starts: np.ndarray, frames: int, lengths) -> np.ndarray:
+    """(patches, frames) frame indices of patches; a clip shorter than a patch is repeated to
+    fill it (modulo indexing), as the authors do."""
+    return (np.asarray(starts)[:, None] + np.arange(frames)) % lengths
+
+
 # ----------------------------------------------------------------------------- the cache
 
 CACHE_ENV = "ACLAUDIO_CACHE"
@@ -214,25 +229,18 @@ class FeatureCache:
         return self._gather(rows, starts, frames)
 
     def clip_patches(self, row: int, frames: int | None = None, hop: int | None = None):
-        """All patches of one clip with a hop, (P, n_mels, frames) float32, for evaluation.
-
-        Patches start at 0, hop, 2*hop, ... while they fit; a final patch aligned to the clip's
-        end covers any remainder; a clip shorter than a patch gives one repeated patch.
-        """
+        """All patches of one clip with a hop (see patch_starts), (P, n_mels, frames) float32,
+        for evaluation."""
         frames = frames or self.preset.patch_frames
-        hop = hop or self.preset.eval_hop
-        length = self._lengths[row]
-        starts = list(range(0, max(length - frames, 0) + 1, hop))
-        if length > frames and starts[-1] + frames < length:
-            starts.append(length - frames)
-        return self._gather(np.full(len(starts), row), np.array(starts), frames)
+        starts = patch_starts(self._lengths[row], frames, hop or self.preset.eval_hop)
+        return self._gather(np.full(len(starts), row), starts, frames)
 
     def patches_at(self, rows: np.ndarray, starts: np.ndarray, frames: int) -> np.ndarray:
         """(B, n_mels, frames) float32 patches of clips `rows` starting at frames `starts`."""
         return self._gather(np.asarray(rows), np.asarray(starts), frames)
 
     def _gather(self, rows: np.ndarray, starts: np.ndarray, frames: int) -> np.ndarray:
-        offsets = (starts[:, None] + np.arange(frames)) % self._lengths[rows][:, None]
+        offsets = patch_frame_index(starts, frames, self._lengths[rows][:, None])
         patches = self.data[self._offsets[rows][:, None] + offsets]  # (B, frames, n_mels)
         return np.ascontiguousarray(patches.transpose(0, 2, 1), dtype=np.float32)
 

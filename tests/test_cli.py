@@ -72,6 +72,12 @@ def test_errors_are_one_clear_line(capsys, argv, message):
     assert summary["ok"] is False and message in summary["error"]
 
 
+def test_export_of_a_missing_run_is_one_line_and_writes_nothing(tmp_path, capsys):
+    code, summary, _ = run_cli(capsys, "export", tmp_path / "none", "--to", tmp_path / "e.pt")
+    assert code == 1 and summary["error"].startswith(f"{tmp_path / 'none'}: not a run folder")
+    assert not (tmp_path / "e.pt").exists()
+
+
 def test_decoded_problems_are_named_by_both_commands(tiny_dataset, tmp_path, capsys):
     train = tiny_dataset / "FSDnoisy18k.audio_train"
     sf.write(train / "1.wav", np.zeros(22050), 22050)  # 1 s of silence
