@@ -164,13 +164,35 @@ def _sweep(args: argparse.Namespace) -> dict:
 def _embed(args: argparse.Namespace) -> dict:
     import numpy as np
 
+    if args.source.is_file():  # an exported encoder: embed any audio files
+        return _embed_audio(args)
     from .runs import load_run
     from .train import embed_subset
 
-    arrays = embed_subset(load_run(args.run_dir), args.subset)
-    out = args.out or Path(args.run_dir) / f"embeddings-{args.subset}.npz"
+    arrays = embed_subset(load_run(args.source), args.subset)
+    out = args.out or args.source / f"embeddings-{args.subset}.npz"
     np.savez_compressed(out, **arrays)
     return {"out": str(out), "clips": len(arrays["h"]), "dim": arrays["h"].shape[1]}
+
+
+def _embed_audio(args: argparse.Namespace) -> dict:
+    import numpy as np
+
+    from . import hear
+
+    if args.audio is None:
+        raise ValueError(f"{args.source}: an exported encoder embeds --audio DIR or --audio CSV")
+    model = hear.load_model(args.source)
+    embeddings, manifest = hear.embed_files(model, hear.audio_files(args.audio))
+    out = args.out or Path("embeddings.npz")
+    np.savez_compressed(out, scene=embeddings)
+    manifest.to_csv(out.with_suffix(".csv"), index=False)
+    bad = manifest[manifest["row"] < 0]
+    for path, problem in zip(bad["path"], bad["problem"], strict=True):
+        print(f"{path}: {problem}")
+    return {"out": str(out), "manifest": str(out.with_suffix(".csv")), "files": len(manifest),
+            "embedded": len(embeddings), "dim": model.scene_embedding_size,
+            "bad_files": bad[["path", "problem"]].to_dict(orient="records")}  # fmt: skip
 
 
 def _export(args: argparse.Namespace) -> dict:
@@ -278,10 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--runs-dir", type=Path, help="default: the pretraining run's store")
     tune.set_defaults(run=_finetune)
 
-    embed = commands.add_parser("embed", help="clip embeddings (h and z) of a pretraining run")
-    embed.add_argument("run_dir", type=Path)
+    embed = commands.add_parser(
+        "embed", help="clip embeddings of a pretraining run's subset, or of any audio files "
+        "with an exported encoder"
+    )  # fmt: skip
+    embed.add_argument("source", type=Path, help="a pretraining RUN_DIR or an exported FILE")
     embed.add_argument("--subset", default="test", help="clean, noisy, noisy_small, all or test")
-    embed.add_argument("--out", type=Path, help="default: RUN_DIR/embeddings-SUBSET.npz")
+    embed.add_argument("--audio", type=Path, help="with an exported FILE: a folder or a CSV "
+                       "with a 'path' column")  # fmt: skip
+    embed.add_argument("--out", type=Path, help="default: RUN_DIR/embeddings-SUBSET.npz, or "
+                       "embeddings.npz (+ .csv manifest) with --audio")  # fmt: skip
     embed.set_defaults(run=_embed)
 
     export = commands.add_parser(

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import run_cli, tone
@@ -147,6 +148,46 @@ def test_the_hear_contract(exported):
     short, short_stamps = hear.get_timestamp_embeddings(clips[:, :4000], model)  # 26 frames
     assert short.shape == (3, 1, 128) and torch.allclose(short_stamps, torch.tensor([[125.0]] * 3))
     assert not torch.equal(emb[0, 0], emb[1, 0])  # different sounds, different embeddings
+
+
+def test_embed_any_folder_or_csv_of_audio(exported, tmp_path, capsys):
+    """`aclaudio embed FILE --audio DIR|CSV`: every file embedded as get_scene_embeddings does,
+    a manifest row per file, and a file that cannot be used named, never silently dropped."""
+    import soundfile as sf
+
+    root, _, _ = exported
+    folder = tmp_path / "sounds"
+    (folder / "sub").mkdir(parents=True)
+    sf.write(folder / "a.wav", tone(440, 1.0, 16000), 16000)
+    sf.write(folder / "sub" / "b.flac", tone(880, 0.7, 22050), 22050)  # another rate: resampled
+    sf.write(folder / "silent.wav", np.zeros(8000), 16000)
+    (folder / "notes.txt").write_text("not audio")
+    out = tmp_path / "emb.npz"
+    code, summary, text = run_cli(capsys, "embed", root / "encoder.pt", "--audio", folder,
+                                  "--out", out)  # fmt: skip
+    assert code == 0 and summary["files"] == 3 and summary["embedded"] == 2
+    assert summary["bad_files"] == [{"path": str(folder / "silent.wav"),
+                                     "problem": "all-silent (every sample is zero)"}]  # fmt: skip
+    assert "silent.wav: all-silent" in text
+    manifest = pd.read_csv(out.with_suffix(".csv"))
+    assert manifest["path"].tolist() == [str(folder / n) for n in ("a.wav", "silent.wav",
+                                                                    "sub/b.flac")]  # fmt: skip
+    assert manifest["row"].tolist() == [0, -1, 1]
+    scene = np.load(out)["scene"]
+    model = hear.load_model(root / "encoder.pt")
+    expected = hear.get_scene_embeddings(
+        features.load_audio(folder / "a.wav", model.sample_rate)[None], model
+    )
+    np.testing.assert_allclose(scene[0], expected[0].numpy(), rtol=1e-6)
+
+    listing = tmp_path / "list.csv"
+    listing.write_text("path\nsounds/sub/b.flac\n")
+    code, again, _ = run_cli(capsys, "embed", root / "encoder.pt", "--audio", listing,
+                             "--out", tmp_path / "two.npz")  # fmt: skip
+    assert code == 0 and again["embedded"] == 1
+    np.testing.assert_array_equal(np.load(tmp_path / "two.npz")["scene"][0], scene[1])
+    code, failed, _ = run_cli(capsys, "embed", root / "encoder.pt")
+    assert code == 1 and "--audio" in failed["error"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
