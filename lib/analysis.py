@@ -13,9 +13,11 @@ import numpy as np
 import torch
 from sklearn.manifold import TSNE
 
-from . import augment, evaluate, train
+from . import augment, evaluate
 from .datasets import subset_mask
+from .embeddings import load_pretrained
 from .runs import Run
+from .views import contrastive_batches
 
 
 def view_pair_angles(
@@ -40,7 +42,7 @@ def view_pair_angles(
         raise ValueError(
             f"max_clips must be at least 3 (backgrounds come from two other clips), got {max_clips}"
         )
-    model, data, device = train.load_pretrained(run, progress=progress)
+    model, data, device = load_pretrained(run, progress=progress)
     rows = np.flatnonzero(subset_mask(data.cache.clips, subset))
     if len(rows) < 3:
         raise ValueError(
@@ -50,7 +52,7 @@ def view_pair_angles(
     rng = np.random.default_rng(seed)
     if len(rows) > max_clips:
         rows = np.sort(rng.choice(rows, max_clips, replace=False))
-    batch = next(train.contrastive_batches(data, rows, len(rows), rng))
+    batch = next(contrastive_batches(data, rows, len(rows), rng))
     x1, x2, bg1, bg2 = (torch.from_numpy(patches).to(device) for patches in batch)
     mean, std = data.normaliser(device, per_band=False)
     generator = torch.Generator(device).manual_seed(seed)

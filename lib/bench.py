@@ -5,13 +5,28 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import librosa
 import numpy as np
 import pandas as pd
+import soundfile as sf
 import torch
+import torch.nn.functional as F
+
+from . import augment, evaluate, losses
+from .config import profile_config
+from .datasets import load_dataset
+from .devices import resolve_device
+from .embeddings import clip_report, embed
+from .features import PRESETS, build_cache
+from .models import ProjectionHead, ResNet18Encoder, build_contrastive_model
+from .synth import synthesize
+from .train import contrastive_epoch
+from .views import TrainingData
 
 BENCH_DIR = Path("results") / "bench"
 
@@ -59,13 +74,6 @@ def bench_features(
     Without `data_dir`, writes `n_clips` FSDnoisy18k-like files (44.1 kHz 16-bit, 0.3-30 s,
     mean about 8 s) so that resampling is part of the work, as on the real dataset.
     """
-    import tempfile
-
-    import librosa
-    import soundfile as sf
-
-    from .datasets import load_dataset
-    from .features import PRESETS, build_cache
 
     preset = PRESETS["ssl_paper"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,7 +116,6 @@ def bench_features(
 
 def _fsd_like_files(root: Path, n_clips: int, *, seed: int = 0) -> Path:
     """Tones in noise at 44.1 kHz with FSDnoisy18k's spread of durations, in its layout."""
-    import soundfile as sf
 
     rng = np.random.default_rng(seed)
     rate = 44100
@@ -180,9 +187,7 @@ _REFERENCE = "angular term, boolean-mask reference"
 
 def _loss_candidates(h1, h2, z1, z2) -> dict[str, Callable[[], torch.Tensor]]:
     """The timed losses on encoder outputs h and projections z (N x dim each)."""
-    from pytorch_metric_learning.losses import NTXentLoss
-
-    from . import losses
+    from pytorch_metric_learning.losses import NTXentLoss  # a dev extra: the reference only
 
     clips = torch.arange(len(h1), device=h1.device).repeat(2)  # label i: the two views of clip i
     pml = NTXentLoss(temperature=0.2)
@@ -197,7 +202,6 @@ def _loss_candidates(h1, h2, z1, z2) -> dict[str, Callable[[], torch.Tensor]]:
 
 def _masked_angular_reference(h1: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
     """The angular term the straightforward way: arccos of clamped cosines, pairs by masks."""
-    import torch.nn.functional as F
 
     u = F.normalize(torch.cat([h1, h2]), dim=1)
     clips = torch.arange(len(h1), device=u.device).repeat(2)
@@ -212,8 +216,6 @@ def _masked_angular_reference(h1: torch.Tensor, h2: torch.Tensor) -> torch.Tenso
 def _paper_step(device: torch.device) -> Callable[[], None]:
     """One paper-profile pretraining step: ResNet-18 + head on two views of 128 patches, ACL,
     SGD (lr 0.03, momentum 0.9, weight decay 1e-4)."""
-    from . import losses
-    from .models import ProjectionHead, ResNet18Encoder
 
     encoder, head = ResNet18Encoder().to(device), ProjectionHead(512).to(device)
     parameters = [*encoder.parameters(), *head.parameters()]
@@ -241,11 +243,6 @@ def bench_train(
     ssl_paper preset) on the same clips, `steps` timed steps each after one warm-up step.
     Without `data_dir`, the built-in smoke dataset is generated in a temporary folder.
     """
-    import tempfile
-
-    from .config import profile_config
-    from .synth import synthesize
-    from .train import TrainingData, build_contrastive_model, contrastive_epoch, resolve_device
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -267,9 +264,9 @@ def bench_train(
             data.train_rows = np.resize(data.train_rows, max(needed, len(data.train_rows)))
             model = build_contrastive_model(config, device)
             optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9)
-            contrastive_epoch(model, model, optimizer, data, config, 0, device, max_steps=1)
+            contrastive_epoch(model, optimizer, data, config, 0, device, max_steps=1)
             _, n, seconds = contrastive_epoch(
-                model, model, optimizer, data, config, 1, device, max_steps=steps
+                model, optimizer, data, config, 1, device, max_steps=steps
             )
             ours = n * batch_size / seconds
             reference = _reference_throughput(data, config, device, steps)
@@ -331,8 +328,6 @@ class _PerSampleViews(torch.utils.data.Dataset):
 
 def _reference_throughput(data, config, device, steps: int) -> float:
     """Clips/s of the reference: DataLoader (1 worker) + float32 contiguous model."""
-    from .losses import acl
-    from .train import build_contrastive_model
 
     plain = build_contrastive_model(dataclasses.replace(config, channels_last=False), device)
     optimizer = torch.optim.SGD(plain.parameters(), lr=config.lr, momentum=0.9)
@@ -347,7 +342,7 @@ def _reference_throughput(data, config, device, steps: int) -> float:
         h, z = plain(torch.cat([x1, x2]).to(device))
         h1, h2 = h.chunk(2)
         z1, z2 = z.chunk(2)
-        loss = acl(h1, h2, z1, z2, alpha=config.alpha, margin=config.margin,
+        loss = losses.acl(h1, h2, z1, z2, alpha=config.alpha, margin=config.margin,
                    temperature=config.temperature, reduction=config.reduction)  # fmt: skip
         optimizer.zero_grad()
         loss.backward()
@@ -371,12 +366,6 @@ def bench_linear(
 
     Without `data_dir`, the built-in cpu dataset is generated in a temporary folder.
     """
-    import tempfile
-
-    from . import evaluate
-    from .config import profile_config
-    from .synth import synthesize
-    from .train import TrainingData, build_contrastive_model, embed, resolve_device
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(data_dir) if data_dir else Path(tmp) / "data"
@@ -430,8 +419,6 @@ class _Standardise(torch.nn.Module):
 
 def _linear_loop(encoder, data, config, device, epochs: int, eval_every: int) -> float:
     """The paper's linear evaluation loop; test accuracy of the epoch best on the clean subset."""
-    from . import augment
-    from .train import clip_report
 
     targets = data.cache.clips["target"].to_numpy()
     mean, std = data.normaliser(device, per_band=False)

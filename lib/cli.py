@@ -126,8 +126,8 @@ def _supervised(args: argparse.Namespace) -> dict:
 
 
 def _linear_eval(args: argparse.Namespace) -> dict:
+    from .probe import relinear_evaluation
     from .runs import load_run
-    from .train import relinear_evaluation
 
     result = relinear_evaluation(load_run(args.run_dir))
     for name in ("micro", "macro"):
@@ -166,8 +166,8 @@ def _embed(args: argparse.Namespace) -> dict:
 
     if args.source.is_file():  # an exported encoder: embed any audio files
         return _embed_audio(args)
+    from .embeddings import embed_subset
     from .runs import load_run
-    from .train import embed_subset
 
     arrays = embed_subset(load_run(args.source), args.subset)
     out = args.out or args.source / f"embeddings-{args.subset}.npz"

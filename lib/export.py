@@ -15,8 +15,9 @@ import torch
 
 from .config import PretrainConfig, config_hash
 from .features import get_preset
+from .models import build_contrastive_model
 from .runs import Run, load_results
-from .train import TrainingData, build_contrastive_model, load_weights
+from .views import TrainingData
 
 FORMAT = "aclaudio-encoder/1"
 
@@ -32,7 +33,7 @@ def export_encoder(run: Run, to: str | Path, *, progress: bool = True) -> dict:
         raise ValueError(f"{run.path}: pretraining has not finished; run it first")
     config = run.config
     model = build_contrastive_model(config, torch.device("cpu"))
-    epoch = load_weights(run, model)
+    epoch = run.load_weights(model)
     mean, std = TrainingData.load(config, progress=progress).normaliser(
         torch.device("cpu"), per_band=False
     )

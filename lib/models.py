@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .devices import in_memory_format
+
 
 def check_patches(x: torch.Tensor, *, in_channels: int) -> None:
     """Fail early, with the expected layout, on input that would break deep inside a model."""
@@ -160,6 +162,27 @@ class ProjectionHead(nn.Module):
         return F.normalize(self.mlp(h), dim=1)
 
 
+class ContrastiveModel(nn.Module):
+    """Encoder (h, for the angular term and downstream use) and projection head (z, NT-Xent)."""
+
+    def __init__(self, encoder: Encoder, projection: bool):
+        super().__init__()
+        self.encoder = encoder
+        self.head = ProjectionHead(encoder.out_dim) if projection else None
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)
+        return h, (self.head(h) if self.head is not None else h)
+
+
+def build_contrastive_model(config, device: torch.device) -> ContrastiveModel:
+    """The pretraining model of a config (encoder name, projection head or not, memory format).
+    Initial weights depend on the seed only: every loss at a seed starts from the same ones."""
+    torch.manual_seed(config.seed)
+    model = ContrastiveModel(build_encoder(config.encoder), config.projection).to(device)
+    return in_memory_format(model, config)
+
+
 class BaselineCNN(nn.Module):
     """The FSDnoisy18k baseline CNN (Fonseca et al., ICASSP 2019) of the supervised setup.
 
@@ -226,6 +249,17 @@ class BaselineCNN(nn.Module):
             )
         maps = self.convs(x)
         return self.head(maps), maps.amax(dim=(2, 3))
+
+
+class Logits(nn.Module):
+    """The logits alone of a model that returns (logits, features), for patch classification."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[0]
 
 
 ENCODERS: dict[str, type[Encoder]] = {"resnet18": ResNet18Encoder, "small": SmallEncoder}

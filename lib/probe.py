@@ -17,6 +17,7 @@ instead of hours. The drawn patch starts on a grid of `hop` frames instead of at
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,11 @@ import torch
 from torch import nn
 
 from . import evaluate
+from .atomic import atomic_write_text
+from .devices import autocast
+from .embeddings import clip_embeddings, embed, load_pretrained, project, result_columns
+from .runs import Run
+from .views import TrainingData, plain_training_batches
 
 
 @dataclass(frozen=True)
@@ -150,3 +156,50 @@ def reestimate_batchnorm(encoder: nn.Module, batches) -> nn.Module:
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     return encoder.eval()
+
+
+def prepare_encoder(run: Run, model, data: TrainingData, config, device) -> int:
+    """Load the run's best (else last) weights and re-estimate the encoder's batch-norm
+    statistics on un-augmented training patches, as the authors' linear evaluation sees them;
+    returns the weights' epoch. Every rank of a distributed run calls it (synchronised batch
+    norm)."""
+    best_epoch = run.load_weights(model)
+    with autocast(device, config.amp):
+        reestimate_batchnorm(model.encoder, plain_training_batches(data, config, device))
+    return best_epoch
+
+
+def evaluate_run(run: Run, model, data: TrainingData, config, device, best_epoch: int) -> dict:
+    """The linear evaluation of a pretraining run whose encoder `prepare_encoder` set up: every
+    patch embedded once, the classifier trained on the training subset's labels and its epoch
+    chosen by balanced accuracy on the monitor subset. Writes evaluation.json and the test
+    clips' embeddings; returns the run's summary columns."""
+    train, select, test = (
+        PatchEmbeddings(emb, clip_of_patch, data.targets(np.unique(clip_of_patch)))
+        for emb, clip_of_patch in (
+            embed(model.encoder, data, rows, device, amp=config.amp)
+            for rows in (data.train_rows, data.monitor_rows, data.test_rows)
+        )
+    )
+    report = linear_evaluation(
+        train, select, test, data.n_classes, ProbeSettings(seed=config.seed), device=device
+    )
+    test_h = clip_embeddings(test.emb, test.clip_of_patch)
+    test_z = project(model, test_h, device)
+    np.savez_compressed(run.path / "test_embeddings.npz", h=test_h, z=test_z, target=test.labels)
+    atomic_write_text(run.path / "evaluation.json", json.dumps(report, indent=1))
+    return {
+        "probe_epoch": report["epoch"],
+        "probe_select_macro": report["select_macro"],
+        "best_epoch": best_epoch,
+        **result_columns(report),
+        "uniformity": evaluate.uniformity(test_z),
+        "tolerance": evaluate.tolerance(test_z, test.labels),
+    }
+
+
+def relinear_evaluation(run: Run, *, progress: bool = True) -> dict:
+    """Linear evaluation of a finished pretraining run again (its summary is not changed)."""
+    model, data, device = load_pretrained(run, progress=progress)
+    best_epoch = prepare_encoder(run, model, data, run.config, device)
+    return evaluate_run(run, model, data, run.config, device, best_epoch)

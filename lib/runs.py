@@ -122,6 +122,15 @@ class Run:
             )
         return state
 
+    def load_weights(self, model: torch.nn.Module) -> int:
+        """Load `weights()` into the run's model; returns their epoch, -1 for a run of no
+        epochs, which keeps the model's initial weights."""
+        weights = self.weights()
+        if weights is None:
+            return -1
+        model.load_state_dict(weights["model"])
+        return weights["epoch"]
+
     @property
     def retrain_hint(self) -> str:
         """What to do when its weights are lost."""

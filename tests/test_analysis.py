@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from aclaudio import analysis, augment, config, runs, synth, train
+from aclaudio import analysis, augment, config, embeddings, runs, synth, train
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +45,15 @@ def test_identical_views_meet_at_zero_and_match_the_evaluation_embeddings(smoke_
     that evaluation computes for the clip on its own."""
     plain = without_augmentation(smoke_run)
     positive, negative = analysis.view_pair_angles(plain)
-    model, data, device = train.load_pretrained(plain, progress=False)
+    model, data, device = embeddings.load_pretrained(plain, progress=False)
     rows = data.test_rows
     short = data.cache.clips["length"].to_numpy()[rows] <= data.cache.preset.patch_frames
     assert 5 <= short.sum() <= len(rows) - 5  # both kinds occur in the smoke test set
     assert positive[short].max() < 1e-3
     assert positive[~short].mean() > 0.01  # two different patches of a longer clip
 
-    patch_h, clip_of_patch = train.embed(model.encoder, data, rows, device, amp=False)
-    h = train.clip_embeddings(patch_h, clip_of_patch)  # one patch per short clip
+    patch_h, clip_of_patch = embeddings.embed(model.encoder, data, rows, device, amp=False)
+    h = embeddings.clip_embeddings(patch_h, clip_of_patch)  # one patch per short clip
     unit = h / np.linalg.norm(h, axis=1, keepdims=True)
     expected = np.arccos(np.clip(unit @ unit.T, -1, 1))
     n = len(rows)

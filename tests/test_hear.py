@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import run_cli, tone
 
-from aclaudio import config, features, hear, runs, synth, train
+from aclaudio import config, embeddings, features, hear, runs, synth, train, views
 from aclaudio.export import export_encoder
 
 ROWS = 3  # test clips of the smoke data embedded both ways
@@ -34,10 +34,10 @@ def exported(tmp_path_factory):
 
 
 def reference(run: runs.Run, n_clips: int):
-    """The library's own evaluation path (train.embed, float32) on the first test clips, and
+    """The library's own evaluation path (embeddings.embed, float32) on the first test clips, and
     their audio as the cache decodes it. The cache stores float16, the export works in float32:
     the clips' rows get their float32 log-mels from the same front end."""
-    model, data, device = train.load_pretrained(run, progress=False)
+    model, data, device = embeddings.load_pretrained(run, progress=False)
     cache = data.cache
     rows = data.test_rows[:n_clips]
     cache.data = np.array(cache.data, dtype=np.float32)
@@ -48,7 +48,7 @@ def reference(run: runs.Run, n_clips: int):
         start, length = cache.clips["offset"].iat[row], cache.clips["length"].iat[row]
         cache.data[start : start + length] = features.clip_log_mel(path, preset).T
         audio.append(features.load_audio(path, preset.sample_rate))
-    emb, clip_of_patch = train.embed(
+    emb, clip_of_patch = embeddings.embed(
         model.encoder, dataclasses.replace(data, cache=cache), rows, device, amp=False
     )
     return audio, [emb[clip_of_patch == r] for r in rows]
@@ -63,7 +63,7 @@ def test_the_export_is_plain_and_self_describing(exported, tmp_path, capsys):
     assert state["summary"]["test_micro"] == run.summary()["test_micro"]
     assert state["commit"] == runs.load_results(run.path.parent)["commit"].iloc[-1]
     assert not any(k.startswith("head") for k in state["encoder"]["state_dict"])
-    mean, std = train.TrainingData.load(run.config, progress=False).normaliser(
+    mean, std = views.TrainingData.load(run.config, progress=False).normaliser(
         torch.device("cpu"), per_band=False
     )
     assert state["normalisation"] == {"mean": float(mean), "std": float(std)}

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 from conftest import tone, write_layout
 
-from aclaudio import cli, runs, train
+from aclaudio import cli, runs, views
 
 
 def labelled_dataset(root: Path, clean: dict[str, int], noisy: int = 1) -> Path:
@@ -45,7 +45,7 @@ def run_cli(capsys, kind: str, data_dir: Path, *settings: str) -> dict:
 def test_the_validation_split_trains_and_validates_every_class_it_can():
     labels = np.repeat(np.arange(5), [1, 2, 3, 20, 100])
     rows = np.arange(len(labels)) * 10
-    train_rows, val_rows = train.validation_split(rows, labels, 0.15, seed=0)
+    train_rows, val_rows = views.validation_split(rows, labels, 0.15, seed=0)
     assert sorted([*train_rows, *val_rows]) == rows.tolist()
     assert np.bincount(labels[val_rows // 10]).tolist() == [0, 1, 1, 3, 15]
     assert np.bincount(labels[train_rows // 10]).tolist() == [1, 1, 2, 17, 85]

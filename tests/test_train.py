@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from aclaudio import config, runs, synth, train
+from aclaudio import config, models, runs, synth, train
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +54,9 @@ def test_pretrain_runs_evaluates_and_is_reused(smoke_data, tmp_path):
 
 def test_every_loss_starts_from_the_same_weights(smoke_data):
     device = torch.device("cpu")
-    a = train.build_contrastive_model(smoke_pretrain(smoke_data, alpha=1.0), device)
-    b = train.build_contrastive_model(smoke_pretrain(smoke_data, alpha=0.0, margin=1.0), device)
-    c = train.build_contrastive_model(smoke_pretrain(smoke_data, seed=1), device)
+    a = models.build_contrastive_model(smoke_pretrain(smoke_data, alpha=1.0), device)
+    b = models.build_contrastive_model(smoke_pretrain(smoke_data, alpha=0.0, margin=1.0), device)
+    c = models.build_contrastive_model(smoke_pretrain(smoke_data, seed=1), device)
     for (name, wa), wb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(wa, wb), name
     assert not all(torch.equal(x, y) for x, y in zip(a.parameters(), c.parameters(), strict=True))
@@ -66,8 +66,8 @@ RESUMABLE = """
 import sys, time
 from aclaudio import config, train
 if len(sys.argv) > 3:  # slow each step down so that the kill surely lands mid-epoch
-    step = train.contrastive_step
-    train.contrastive_step = lambda *a, **k: (time.sleep(0.2), step(*a, **k))[1]
+    step = train.contrastive_loss
+    train.contrastive_loss = lambda *a, **k: (time.sleep(0.2), step(*a, **k))[1]
 cfg = config.profile_config("pretrain", "smoke", data_dir=sys.argv[1], subset="all", epochs=6,
                             knn_every=2)
 train.pretrain(cfg, runs_dir=sys.argv[2], progress=False)

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from aclaudio import config, features, runs, synth, train
+from aclaudio import config, devices, features, models, runs, synth, train
 
 BATCH = 8
 
@@ -28,8 +28,11 @@ def step_inputs(cfg):
 def one_step(cfg, v1, v2, step_model, model):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     model.eval()  # BatchNorm on running statistics: per-sample, so the split cannot matter
-    loss = train.contrastive_step(step_model, optimizer, v1, v2, cfg, torch.device("cpu"))
-    return loss, {k: v.detach().clone() for k, v in model.state_dict().items()}
+    loss = train.contrastive_loss(step_model, v1, v2, cfg, torch.device("cpu"))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def ddp_worker(rank: int, port: int, out: str) -> None:
@@ -39,8 +42,8 @@ def ddp_worker(rank: int, port: int, out: str) -> None:
     cfg = config.profile_config("pretrain", "smoke", alpha=0.5, amp=False, channels_last=False)
     v1, v2 = step_inputs(cfg)
     half = slice(rank * BATCH // 2, (rank + 1) * BATCH // 2)
-    model = train.build_contrastive_model(cfg, torch.device("cpu"))
-    wrapped = train.wrap_distributed(model, torch.device("cpu"))
+    model = models.build_contrastive_model(cfg, torch.device("cpu"))
+    wrapped = devices.wrap_distributed(model, torch.device("cpu"))
     loss, weights = one_step(cfg, v1[half], v2[half], wrapped, model)
     torch.save({"loss": loss, "weights": weights}, f"{out}.{rank}")
     dist.destroy_process_group()
@@ -50,7 +53,7 @@ def test_one_ddp_step_equals_the_single_process_step(tmp_path):
     torch.set_num_threads(1)
     cfg = config.profile_config("pretrain", "smoke", alpha=0.5, amp=False, channels_last=False)
     v1, v2 = step_inputs(cfg)
-    model = train.build_contrastive_model(cfg, torch.device("cpu"))
+    model = models.build_contrastive_model(cfg, torch.device("cpu"))
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     loss, expected = one_step(cfg, v1, v2, model, model)
 
