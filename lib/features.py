@@ -300,25 +300,49 @@ def _build(
     path.mkdir(exist_ok=True)
     remove_stale_temporaries(path)  # under the lock: no live writer here
     data_file, progress_file = path / "features.f16.partial", path / "progress.json"
-
     done = {"rows": [], "lengths": [], "bad": []}
     if progress_file.is_file() and data_file.is_file():
         done = json.loads(progress_file.read_text())
-    committed = sum(done["lengths"]) * preset.n_mels * 2
     with open(data_file, "ab") as out:
-        out.truncate(committed)  # drop anything written after the last commit
+        out.truncate(sum(done["lengths"]) * preset.n_mels * 2)  # drop what followed the commit
     start_time = time.perf_counter()
     todo = list(range(len(done["rows"]) + len(done["bad"]), len(dataset.clips)))
-    paths = dataset.clips["path"].tolist()
-    workers = workers or min(usable_cpus(), 8)
-    bar = tqdm(
-        total=len(dataset.clips),
-        initial=len(dataset.clips) - len(todo),
-        desc=f"log-mel {name}",
-        unit="clip",
-        disable=not progress,
+    _compute(dataset, preset, todo, done, data_file, progress_file,
+             desc=f"log-mel {name}", workers=workers, progress=progress, chunk=chunk)  # fmt: skip
+    seconds = time.perf_counter() - start_time
+
+    clips = dataset.clips.iloc[done["rows"]].copy()
+    clips["length"] = done["lengths"]
+    clips["offset"] = np.concatenate([[0], np.cumsum(done["lengths"])[:-1]]).astype(np.int64)
+    decode_bad = dataset.clips.iloc[[r for r, _ in done["bad"]]][["split", "fname", "path"]]
+    decode_bad = decode_bad.assign(problem=[p for _, p in done["bad"]])
+    clips.to_csv(path / "clips.csv", index=False)
+    pd.concat([dataset.bad_files, decode_bad], ignore_index=True).to_csv(
+        path / "bad_files.csv", index=False
     )
-    pool = ProcessPoolExecutor(workers, initializer=_worker_init)
+    os.replace(data_file, path / "features.f16")
+    audio_seconds = float(dataset.clips.iloc[todo]["duration"].sum()) if todo else 0.0
+    meta = {
+        "preset_name": name,
+        "preset": asdict(preset),
+        "dataset": str(dataset.root),
+        "clips": len(clips),
+        "frames": int(clips["length"].sum()),
+        "build_seconds": round(seconds, 3),
+        "x_realtime": round(audio_seconds / seconds, 1) if seconds > 0 and todo else None,
+    }
+    atomic_write_text(path / "meta.json", json.dumps(meta, indent=1))  # written last: the marker
+    progress_file.unlink(missing_ok=True)  # absent when there was nothing to commit
+
+
+def _compute(dataset, preset, todo, done, data_file, progress_file, *, desc, workers, progress,
+             chunk) -> None:  # fmt: skip
+    """Log-mels of the `todo` rows in worker processes, appended to `data_file` and committed
+    (fsync, then `done` in `progress_file`) every `chunk` clips."""
+    paths = dataset.clips["path"].tolist()
+    total = len(dataset.clips)
+    bar = tqdm(total=total, initial=total - len(todo), desc=desc, unit="clip", disable=not progress)
+    pool = ProcessPoolExecutor(workers or min(usable_cpus(), 8), initializer=_worker_init)
     try:
         with open(data_file, "ab") as out:
             # every clip is queued at once (no idle worker waiting for a slow one); results come
@@ -337,33 +361,10 @@ def _build(
                     out.flush()
                     os.fsync(out.fileno())
                     atomic_write_text(progress_file, json.dumps(done))
-                    bar.update(count - bar.n + len(dataset.clips) - len(todo))
+                    bar.update(count - bar.n + total - len(todo))
     finally:  # on an error (a full disk), the queued clips are dropped, not computed first
         pool.shutdown(cancel_futures=True)
-    bar.close()
-
-    clips = dataset.clips.iloc[done["rows"]].copy()
-    clips["length"] = done["lengths"]
-    clips["offset"] = np.concatenate([[0], np.cumsum(done["lengths"])[:-1]]).astype(np.int64)
-    decode_bad = dataset.clips.iloc[[r for r, _ in done["bad"]]][["split", "fname", "path"]]
-    decode_bad = decode_bad.assign(problem=[p for _, p in done["bad"]])
-    bad = pd.concat([dataset.bad_files, decode_bad], ignore_index=True)
-    seconds = time.perf_counter() - start_time
-    clips.to_csv(path / "clips.csv", index=False)
-    bad.to_csv(path / "bad_files.csv", index=False)
-    os.replace(data_file, path / "features.f16")
-    audio_seconds = float(dataset.clips.iloc[todo]["duration"].sum()) if todo else 0.0
-    meta = {
-        "preset_name": name,
-        "preset": asdict(preset),
-        "dataset": str(dataset.root),
-        "clips": len(clips),
-        "frames": int(clips["length"].sum()),
-        "build_seconds": round(seconds, 3),
-        "x_realtime": round(audio_seconds / seconds, 1) if seconds > 0 and todo else None,
-    }
-    atomic_write_text(path / "meta.json", json.dumps(meta, indent=1))  # written last: the marker
-    progress_file.unlink(missing_ok=True)  # absent when there was nothing to commit
+        bar.close()
 
 
 def _make_cache_folder(folder: Path) -> None:
