@@ -1,5 +1,5 @@
 """Evaluation on embeddings computed once: clip aggregation, the linear probe, kNN, accuracy with
-confidence intervals, paired comparisons across seeds, and the geometry of the embedding space
+confidence intervals (intervals themselves in stats.py), and the geometry of the embedding space
 (uniformity, tolerance, angles of positive and negative pairs).
 
 Inputs are numpy arrays or torch tensors. Embeddings are (n, dim) float arrays, labels are
@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 from sklearn.metrics import confusion_matrix
+
+from .stats import wilson_interval
 
 # Logistic-regression C in scikit-learn's sense (penalty ||W||^2 / 2 + C * summed loss): the same
 # C regularises less as the training set grows. The calibration's good value, 0.1 on a few
@@ -112,20 +114,6 @@ def _clip_labels(patch_labels: np.ndarray, patch_clip: np.ndarray) -> np.ndarray
 # ----------------------------------------------------------------------------- accuracy
 
 
-def wilson_interval(k: int, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for k successes in n trials.
-
-    Unlike p +- z * se it stays inside [0, 1] and keeps its coverage near 0 % and 100 %.
-    """
-    if n <= 0 or not 0 <= k <= n:
-        raise ValueError(f"need 0 <= k <= n and n > 0, got k={k}, n={n}")
-    z = _confidence(confidence)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def accuracy_report(
     y_true, y_pred, *, n_classes: int, confidence: float = 0.95, n_boot: int = 1000, seed: int = 0
 ) -> dict:
@@ -169,45 +157,7 @@ def accuracy_report(
 
 # ----------------------------------------------------------------------------- paired seeds
 
-
-def paired_difference(
-    a, b, *, confidence: float = 0.95, names: tuple[str, str] = ("a", "b")
-) -> dict:
-    """Compare two methods scored on the same seeds: mean of a - b, its t-interval, p-values.
-
-    The Wilcoxon signed-rank p-value is given from 6 seeds on (below that its smallest possible
-    two-sided p-value exceeds 0.05), else None. The verdict says "no resolvable difference"
-    whenever the interval contains 0.
-    """
-    a = _ids(a, "a").astype(float)
-    b = _ids(b, "b", length=len(a)).astype(float)
-    if len(a) < 2:
-        raise ValueError("paired_difference needs at least 2 paired scores")
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise ValueError("paired scores contain NaN or infinite values")
-    _confidence(confidence)
-    diff = a - b
-    n, mean = len(diff), float(diff.mean())
-    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * diff.std(ddof=1) / math.sqrt(n)
-    low, high = mean - half, mean + half
-    tied = not diff.any()  # every difference zero: neither test is defined
-    p_t = None if tied else float(stats.ttest_rel(a, b).pvalue)
-    p_w = None if tied or n < 6 else float(stats.wilcoxon(a, b).pvalue)
-    ci = f"{confidence:.0%} CI [{low:+.3g}, {high:+.3g}], n = {n}"
-    if low <= 0 <= high:
-        verdict = f"no resolvable difference: {names[0]} - {names[1]} = {mean:+.3g} ({ci})"
-    else:
-        winner, loser = names if mean > 0 else names[::-1]
-        verdict = f"{winner} higher than {loser} by {abs(mean):.3g} ({ci})"
-    return {
-        "n": n,
-        "mean_difference": mean,
-        "ci": [float(low), float(high)],
-        "confidence": confidence,
-        "p_ttest": p_t,
-        "p_wilcoxon": p_w,
-        "verdict": verdict,
-    }
+# Notebook 04 calls this one; stats.resolvable_difference is the exact (noncentral t) version.
 
 
 def resolvable_difference(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .config import config_dict, profile_config
@@ -148,13 +149,17 @@ def builtin_data(profile: str, root: str | Path | None = None) -> str:
     return str(path)
 
 
-def compare_paired(a: pd.Series, b: pd.Series, names: tuple[str, str]) -> dict:
-    """Paired comparison of two methods' scores indexed by seed (only the shared seeds count).
+def compare_paired(
+    a: pd.Series, b: pd.Series, names: tuple[str, str], *, n_comparisons: int = 1
+) -> dict:
+    """Paired comparison of two methods' accuracies (fractions) indexed by seed; only the shared
+    seeds count.
 
-    Two or more seeds: evaluate.paired_difference (t-interval, verdict). One seed: the plain
-    difference and a verdict that says no interval can be given.
+    Two or more seeds: stats.paired_difference (t-interval, verdict) and the difference these
+    seeds resolve (stats.resolvable_difference at the spread of their differences). One seed:
+    the plain difference and a verdict that says no interval can be given.
     """
-    from .evaluate import paired_difference
+    from .stats import paired_difference, resolvable_difference
 
     seeds = sorted(set(a.index) & set(b.index))
     if not seeds:
@@ -162,10 +167,13 @@ def compare_paired(a: pd.Series, b: pd.Series, names: tuple[str, str]) -> dict:
     a, b = a.loc[seeds].to_numpy(float), b.loc[seeds].to_numpy(float)
     if len(seeds) == 1:
         diff = float(a[0] - b[0])
-        verdict = f"one seed: {names[0]} - {names[1]} = {diff:+.3g}, no interval"
-        return {"n": 1, "mean_difference": diff, "ci": None, "verdict": verdict}
-    result = paired_difference(a, b, names=names)
-    return {k: result[k] for k in ("n", "mean_difference", "ci", "p_ttest", "verdict")}
+        verdict = f"one seed: {names[0]} - {names[1]} = {100 * diff:+.1f} points, no interval"
+        return {"n": 1, "mean_difference": diff, "ci": None, "p_ttest": None,
+                "resolvable_difference": None, "verdict": verdict}  # fmt: skip
+    result = paired_difference(a, b, names=names, n_comparisons=n_comparisons)
+    result["resolvable_difference"] = resolvable_difference(float(np.std(a - b, ddof=1)), len(a))
+    keys = ("n", "mean_difference", "ci", "p_ttest", "resolvable_difference", "verdict")
+    return {k: result[k] for k in keys}
 
 
 def runs_dir(path: str | Path | None = None) -> Path:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
+from aclaudio import stats as stats_
 from aclaudio import study
 
 
@@ -43,12 +45,19 @@ def test_compare_paired():
     assert result["mean_difference"] == pytest.approx(0.01)
     expected = stats.ttest_rel([0.80, 0.82, 0.79], [0.78, 0.80, 0.80]).pvalue
     assert result["p_ttest"] == pytest.approx(expected)
-    assert result["verdict"].startswith("no resolvable difference")
+    assert result["verdict"].startswith("no resolvable difference: ACL - NT-Xent = +1.0 points")
+    # t-based: 3.2640 SDs of the differences at 3 seeds (nct, checked in test_stats.py)
+    sd = np.std([0.02, 0.02, -0.01], ddof=1)
+    assert result["resolvable_difference"] == pytest.approx(stats_.resolvable_difference(sd, 3))
+    assert result["resolvable_difference"] == pytest.approx(3.2640 * sd, rel=1e-4)
+    three = study.compare_paired(a, b, ("ACL", "NT-Xent"), n_comparisons=3)
+    assert three["verdict"].endswith("; one of 3 comparisons)")
     one = study.compare_paired(a.loc[[0]], b, ("ACL", "NT-Xent"))
     assert (
         one["n"] == 1
         and one["mean_difference"] == pytest.approx(0.02)
         and "one seed" in one["verdict"]
+        and one["resolvable_difference"] is None
     )
     with pytest.raises(ValueError, match="share no seed"):
         study.compare_paired(a, pd.Series([0.5], index=[9]), ("x", "y"))
