@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from aclaudio import study
+from aclaudio.profiles import PROFILES
 
 
 def test_ablation_grid_spans_both_axes_with_paired_seeds(tmp_path):
@@ -19,7 +20,7 @@ def test_ablation_grid_spans_both_axes_with_paired_seeds(tmp_path):
     assert len({(c.alpha, c.margin) for c in configs if c.alpha == 1}) == 1  # margin moot
     nt_xent = study.comparison_configs("cpu", tmp_path)["NT-Xent"][0]
     assert nt_xent in configs  # notebook 02's NT-Xent run is the grid's: trained once
-    assert all(c.epochs == settings.pretrain["epochs"] for c in configs)
+    assert all(c.epochs == PROFILES["cpu"]["pretrain"]["epochs"] for c in configs)
     paper = study.ablation_configs("paper", tmp_path)
     assert {c.alpha for c in paper} == {round(0.1 * i, 1) for i in range(11)}
     assert {c.encoder for c in paper} == {"resnet18"}
