@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -162,7 +162,7 @@ def compare_paired(a: pd.Series, b: pd.Series, names: tuple[str, str]) -> dict:
     return {k: result[k] for k in ("n", "mean_difference", "ci", "p_ttest", "verdict")}
 
 
-def runs_dir(path: str | Path | None = None) -> Path:
+def run_store(path: str | Path | None = None) -> Path:
     """The run store for notebooks: the argument, else $ACLAUDIO_RUNS, else runs/ of this
     checkout (not of the notebook's working folder)."""
     import os
@@ -170,3 +170,37 @@ def runs_dir(path: str | Path | None = None) -> Path:
     from .runs import RUNS_ENV
 
     return Path(path or os.environ.get(RUNS_ENV) or REPO / "runs")
+
+
+class Setup(NamedTuple):
+    """What every notebook works with: where its results go, its dataset, its run store and
+    the study's grids for its profile."""
+
+    results: Path
+    data_dir: str
+    runs_dir: Path
+    settings: StudySettings
+
+
+def setup(
+    profile: str,
+    data_dir: str = "",
+    runs_dir: str = "",
+    results_root: str = "",
+    *,
+    needs_data: bool = True,
+) -> Setup:
+    """The first cell of every notebook, from its papermill parameters (empty: the default).
+
+    The dataset defaults to the profile's built-in one, generated on first use (not for a
+    notebook that reads no dataset: needs_data=False); figures take the project's style.
+    """
+    from .plots import use_style
+
+    use_style()
+    return Setup(
+        results=results_dir(profile, results_root or None),
+        data_dir=data_dir or (builtin_data(profile) if needs_data else ""),
+        runs_dir=run_store(runs_dir or None),
+        settings=settings(profile),
+    )
