@@ -20,14 +20,11 @@ while [[ $# -gt 0 ]]; do
         *) echo "run_all.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
-case $profile in
-    smoke|cpu) preset=cpu ;;
-    paper) preset=ssl_paper ;;
-    *) echo "run_all.sh: unknown profile '$profile' (smoke, cpu or paper)" >&2; exit 2 ;;
-esac
 
 bash scripts/setup_env.sh
 aclaudio() { .venv/bin/aclaudio "$@"; }
+# the profile's feature preset, from the table of profiles (an unknown profile stops here)
+preset=$(aclaudio config show --profile "$profile" | sed -n 's/^preset=\([^ ]*\).*/\1/p')
 
 if [[ -z $data_dir ]]; then
     if [[ $profile == paper ]]; then

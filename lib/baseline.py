@@ -36,8 +36,7 @@ def difficulty_baseline(
     dataset = load_dataset(dataset_dir)
     cache = build_cache(dataset, preset, progress=False)
     clip_means = np.stack([cache.clip(row).mean(axis=1) for row in range(len(cache))])
-    # labels and subsets from the CSVs as they are now: the cache's key covers the audio only
-    clips = cache.clips[["split", "fname"]].merge(dataset.clips, on=["split", "fname"])
+    clips = cache.clips  # labels and subsets as the CSVs say now (build_cache relabels)
     train = subset_mask(clips, train_subset).to_numpy()
     test = subset_mask(clips, "test").to_numpy()
     targets = clips["target"].to_numpy()

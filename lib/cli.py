@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import __version__, datasets
 from .download import DownloadError
+from .profiles import PROFILES
 
 
 def _download(args: argparse.Namespace) -> dict:
@@ -210,7 +211,7 @@ def _report(args: argparse.Namespace) -> dict:
 
 
 def _add_training_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--profile", choices=["smoke", "cpu", "paper"], default="cpu")
+    command.add_argument("--profile", choices=list(PROFILES), default="cpu")
     command.add_argument("--data-dir", type=Path, required=True, help="dataset folder")
     command.add_argument("--seed", type=int, help="default: the profile's (0)")
     command.add_argument(
@@ -265,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="inspect the settings of a profile")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="WHAT")
     show = config_commands.add_parser("show", help="every --set key with its value and type")
-    show.add_argument("--profile", choices=["smoke", "cpu", "paper"], default="cpu")
+    show.add_argument("--profile", choices=list(PROFILES), default="cpu")
     show.add_argument("--kind", choices=["pretrain", "supervised", "finetune"], default="pretrain")
     show.set_defaults(run=_config_show)
 
@@ -321,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     grid = commands.add_parser("sweep", help="run a grid of the study (skips finished runs)")
     grid.add_argument("grid", choices=["ablation", "comparison", "supervised"])
-    grid.add_argument("--profile", choices=["smoke", "cpu", "paper"], default="cpu")
+    grid.add_argument("--profile", choices=list(PROFILES), default="cpu")
     grid.add_argument("--data-dir", type=Path, required=True, help="dataset folder")
     grid.add_argument("--runs-dir", type=Path, help="run store (default $ACLAUDIO_RUNS or ./runs)")
     grid.add_argument("--executor", choices=["inline", "local", "slurm"], default="inline")
@@ -333,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="the executed notebooks as a static web page")
     where = report.add_mutually_exclusive_group()
-    where.add_argument("--profile", choices=["smoke", "cpu", "paper"], default="cpu",
+    where.add_argument("--profile", choices=list(PROFILES), default="cpu",
                        help="render results/PROFILE of this checkout (default cpu)")  # fmt: skip
     where.add_argument("--results", type=Path, help="render this results folder instead")
     report.set_defaults(run=_report)

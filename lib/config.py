@@ -1,8 +1,8 @@
-"""Run configurations: plain dataclasses, three profiles, overrides, and the hash that names a run.
+"""Run configurations: plain dataclasses, profiles, overrides, and the hash that names a run.
 
-A profile fixes every setting of one scale of the study: `smoke` (seconds, tests), `cpu` (the
-built-in dataset on two CPU cores) and `paper` (FSDnoisy18k with the authors' settings:
-docs/protocol.md).
+A profile (profiles.py) fixes every setting of one scale of the study: `smoke` (seconds, tests),
+`cpu` (the built-in dataset on two CPU cores) and `paper` (FSDnoisy18k with the authors'
+settings: docs/protocol.md).
 Overrides come from Python (`dataclasses.replace` or keyword arguments) or from the command
 line (`--set alpha=0.3 --set margin=0.25`).
 """
@@ -16,8 +16,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .augment import AugmentConfig
-
-PROFILES = ("smoke", "cpu", "paper")
+from .profiles import PROFILES
 
 # Fields that change how a run executes but not what it computes: left out of its hash.
 NOT_HASHED = frozenset({"device", "compile"})
@@ -112,9 +111,7 @@ def profile_config(kind: str, profile: str, **overrides: Any):
     """The config of `kind` ("pretrain" or "supervised") for a profile, with overrides applied."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    settings = dict(_PROFILE_SETTINGS[kind][profile])
-    settings.update(overrides)
-    return make_config(kind, profile=profile, **settings)
+    return make_config(kind, profile=profile, **PROFILES[profile][kind] | overrides)
 
 
 def make_config(kind: str, **values: Any):
@@ -218,28 +215,3 @@ def kind_of(config) -> str:
 def _tuples(values: dict[str, Any]) -> dict[str, Any]:
     """JSON has no tuples: turn lists back into tuples so configs compare and hash alike."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-
-
-_PROFILE_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
-    "pretrain": {
-        "smoke": dict(preset="cpu", encoder="small", epochs=2, batch_size=16, knn_k=20),
-        "cpu": dict(preset="cpu", encoder="small", epochs=30, batch_size=128, knn_every=5),
-        # the authors' (docs/protocol.md): ResNet-18, SGD lr 0.03, batch 128, 500 epochs,
-        # x0.1 at 325 and 425
-        "paper": dict(
-            preset="ssl_paper",
-            encoder="resnet18",
-            epochs=500,
-            batch_size=128,
-            lr=0.03,
-            lr_milestones=(325, 425),
-            knn_k=200,
-        ),
-    },
-    "supervised": {
-        "smoke": dict(preset="cpu", epochs=2, batch_size=16),
-        "cpu": dict(preset="cpu", epochs=30, batch_size=64),
-        # the authors' (docs/protocol.md): Adam 1e-3, wd 1e-3, plateau 0.5/5, batch 64, ~100 epochs
-        "paper": dict(preset="sup_paper", epochs=100, batch_size=64),
-    },
-}

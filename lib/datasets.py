@@ -15,7 +15,10 @@ Problems that make the whole dataset unusable (no CSV, no rows, missing columns)
 
 from __future__ import annotations
 
+import hashlib
+import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,6 +137,32 @@ def load_dataset(root: str | Path, *, read_samples: bool = False) -> Dataset:
     clips["target"] = clips["label"].map({c: i for i, c in enumerate(classes)}).astype(int)
     bad_files = pd.DataFrame(bad, columns=["split", "fname", "path", "problem"])
     return Dataset(root, classes, clips.reset_index(drop=True), bad_files)
+
+
+def file_stamps(clips: pd.DataFrame) -> Iterator[str]:
+    """One line per clip file (split/name, size, mtime): a rewritten file reads as changed
+    without being read, a copy that keeps mtimes (shutil.copytree, cp -p, a move) as the same."""
+    for split, fname, path in clips[["split", "fname", "path"]].itertuples(index=False):
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            yield f"{split}/{fname}:missing\n"
+            continue
+        yield f"{split}/{fname}:{stat.st_size}:{stat.st_mtime_ns}\n"
+
+
+def data_fingerprint(root: str | Path) -> str:
+    """Sixteen hex digits naming a dataset's contents wherever its folder is: the rows of its
+    CSVs (names, labels, subset flags) and the stamp of every file they list. Reads the CSVs
+    only, so it is cheap enough to compute whenever a run is opened."""
+    root = Path(root).expanduser()
+    digest = hashlib.sha256()
+    for split in AUDIO_DIRS:
+        table, _ = _read_split(root, split)
+        digest.update(table.drop(columns="path").to_csv(index=False).encode())
+        for stamp in file_stamps(table):
+            digest.update(stamp.encode())
+    return digest.hexdigest()[:16]
 
 
 def read_table(csv: Path, columns: list[str], *, layout: str) -> pd.DataFrame:

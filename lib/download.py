@@ -25,6 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import __version__
+from .datasets import AUDIO_DIRS, DOC_DIR, META_DIR
 
 #: The Zenodo record that publishes FSDnoisy18k (Fonseca et al., ICASSP 2019).
 ZENODO_RECORD = 2529934
@@ -35,10 +36,10 @@ ZENODO_URL_PATTERN = f"https://zenodo.org/record/{ZENODO_RECORD}/files/{{name}}?
 #: Archive name -> md5 as published on the record. Small archives come first so that a broken
 #: connection or a bad mirror shows up in seconds, not after the 13 GB training audio.
 FSDNOISY18K_FILES: dict[str, str] = {
-    "FSDnoisy18k.meta.zip": "96e27a4a63b7a2870522ddcedb5d8296",
-    "FSDnoisy18k.doc.zip": "093a1ca185ec341ca4eac14215e7f96b",
-    "FSDnoisy18k.audio_test.zip": "1ac73d70b4ef3f81900d98c261a832de",  # about 0.45 GB
-    "FSDnoisy18k.audio_train.zip": "34dc1d34ca44622af5bf439ceb6f0d55",  # about 13 GB
+    f"{META_DIR}.zip": "96e27a4a63b7a2870522ddcedb5d8296",
+    f"{DOC_DIR}.zip": "093a1ca185ec341ca4eac14215e7f96b",
+    f"{AUDIO_DIRS['test']}.zip": "1ac73d70b4ef3f81900d98c261a832de",  # about 0.45 GB
+    f"{AUDIO_DIRS['train']}.zip": "34dc1d34ca44622af5bf439ceb6f0d55",  # about 13 GB
 }
 
 CHUNK_BYTES = 1 << 20

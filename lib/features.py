@@ -30,7 +30,7 @@ import torchaudio
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write_text, exclusive, remove_stale_temporaries
-from .datasets import AudioError, Dataset, check_samples, read_mono
+from .datasets import AudioError, Dataset, check_samples, file_stamps, read_mono
 from .system import usable_cpus
 
 
@@ -166,9 +166,8 @@ def default_cache_dir(dataset: Dataset) -> Path:
 def cache_key(dataset: Dataset, preset: Preset) -> str:
     """Hash of the preset and of every file's name, size and mtime: any change, a new cache."""
     digest = hashlib.sha256(json.dumps(asdict(preset), sort_keys=True).encode())
-    for split, fname, path in dataset.clips[["split", "fname", "path"]].itertuples(index=False):
-        stat = os.stat(path)
-        digest.update(f"{split}/{fname}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    for stamp in file_stamps(dataset.clips):
+        digest.update(stamp.encode())
     return digest.hexdigest()[:16]
 
 

@@ -1,21 +1,24 @@
 """The run store and the results table.
 
-A run lives in RUNS/<kind>-<config hash>/: config.json, checkpoints (last, the one before it,
-best), metrics.csv (one row per epoch) and finished.json, the marker written last. Asking for a
+A run lives in RUNS/<run id>/: config.json, checkpoints (last, the one before it, best),
+metrics.csv (one row per epoch) and finished.json, the marker written last. Asking for a
 finished run returns it without training; an unfinished one resumes from its last checkpoint.
+The id names what a run computes from, not where things are: its dataset by a fingerprint of
+the contents, so a moved or copied dataset keeps its runs and regenerated data gets new ones.
 The store is ./runs by default; --runs-dir or $ACLAUDIO_RUNS moves it, so several checkouts or
 a cluster can share one. Every write is atomic (temporary file, then rename).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,8 @@ import pandas as pd
 import torch
 
 from .atomic import atomic_write_text, exclusive, remove_stale_temporaries, temporary_path
-from .config import config_dict, config_hash, kind_of, make_config
+from .config import FinetuneConfig, config_dict, config_hash, kind_of, make_config
+from .datasets import DatasetError, data_fingerprint
 
 RUNS_ENV = "ACLAUDIO_RUNS"
 
@@ -140,14 +144,34 @@ class Run:
         atomic_write_text(self.path / "finished.json", json.dumps(summary, indent=1, default=str))
 
 
+def run_id(config) -> str:
+    """<kind>-<hash of the config>, with the paths it holds replaced by what they name: the
+    dataset (data_dir) by its fingerprint, a fine-tuning's pretraining run by that run's id.
+
+    A data_dir holding no dataset stays as written: such a run cannot train, and says why when
+    it tries.
+    """
+    identity = config
+    if getattr(config, "data_dir", ""):
+        with contextlib.suppress(DatasetError):
+            identity = replace(config, data_dir=data_fingerprint(config.data_dir))
+    if isinstance(config, FinetuneConfig):
+        identity = replace(config, pretrain_run=Path(config.pretrain_run).name)
+    return f"{kind_of(config)}-{config_hash(identity)}"
+
+
 def open_run(config, runs_dir: str | Path | None = None) -> Run:
-    """The run of this config: existing (finished or not) or newly created."""
-    path = runs_root(runs_dir) / f"{kind_of(config)}-{config_hash(config)}"
+    """The run of this config: existing (finished or not) or newly created.
+
+    config.json records the config as last opened, so that commands given the run's folder
+    (linear-eval, finetune, embed) find its dataset where it is now.
+    """
+    path = runs_root(runs_dir) / run_id(config)
     path.mkdir(parents=True, exist_ok=True)
     config_file = path / "config.json"
-    if not config_file.is_file():
-        values = {"kind": kind_of(config), **config_dict(config)}
-        atomic_write_text(config_file, json.dumps(values, indent=1))
+    text = json.dumps({"kind": kind_of(config), **config_dict(config)}, indent=1)
+    if not config_file.is_file() or config_file.read_text() != text:
+        atomic_write_text(config_file, text)
     return Run(path, config)
 
 

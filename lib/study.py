@@ -1,17 +1,19 @@
 """The study's scale per profile: which runs each notebook asks for, and where results go.
 
-A profile scales every notebook at once (one table, config.py): smoke runs in seconds for the tests,
-cpu runs the whole study on the built-in dataset in about half an hour on two cores, paper
-runs FSDnoisy18k with the full alpha x margin grid and several seeds on a GPU. Notebooks call
-these functions instead of building configs themselves, so every notebook of a profile sees
-the same runs (and reuses them from the run store).
+A profile scales every notebook at once: its training settings are profiles.PROFILES (the same
+runs as `aclaudio pretrain --profile P`), its grids of seeds, alphas, margins and subsets are
+STUDY below. smoke runs in seconds for the tests, cpu runs the whole study on the built-in
+dataset in about half an hour on two cores, paper runs FSDnoisy18k with the full alpha x margin
+grid and several seeds on a GPU. Notebooks call these functions instead of building configs
+themselves, so every notebook of a profile sees the same runs (and reuses them from the run
+store).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -24,12 +26,10 @@ REPO = Path(__file__).resolve().parent.parent
 @dataclass(frozen=True)
 class StudySettings:
     seeds: tuple[int, ...]
-    pretrain: dict[str, Any] = field(default_factory=dict)  # overrides of every pretraining run
     acl_alpha: float = 0.3  # the ACL run compared with NT-Xent (the paper's best alpha)
     alphas: tuple[float, ...] = (0.0, 0.3, 0.7, 1.0)  # ablation grid
     margins: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
     ablation_seeds: tuple[int, ...] = (0,)
-    supervised: dict[str, Any] = field(default_factory=dict)
     supervised_subsets: tuple[str, ...] = ("clean", "noisy", "noisy_small", "all")
     supervised_alphas: tuple[float, ...] = (0.7, 1.0)
     supervised_seeds: tuple[int, ...] = (0,)
@@ -38,18 +38,11 @@ class StudySettings:
 STUDY = {
     "smoke": StudySettings(
         seeds=(0,),
-        pretrain=dict(subset="all", epochs=1),
         alphas=(0.5, 1.0),
         margins=(0.5, 1.0),
-        supervised=dict(epochs=1),
         supervised_subsets=("clean", "all"),
     ),
-    "cpu": StudySettings(
-        seeds=(0, 1, 2),
-        pretrain=dict(epochs=8, knn_every=4),
-        ablation_seeds=(0, 1),
-        supervised=dict(epochs=8),
-    ),
+    "cpu": StudySettings(seeds=(0, 1, 2), ablation_seeds=(0, 1)),
     "paper": StudySettings(
         seeds=(0, 1, 2),
         alphas=tuple(round(0.1 * i, 1) for i in range(11)),
@@ -67,14 +60,15 @@ def settings(profile: str) -> StudySettings:
 
 
 def pretrain_config(profile: str, data_dir: str | Path, **overrides: Any):
-    """A pretraining config of the profile as the study runs it, with overrides."""
-    values = settings(profile).pretrain | overrides
-    return profile_config("pretrain", profile, data_dir=str(Path(data_dir).resolve()), **values)
+    """A pretraining config of the profile, with overrides."""
+    return profile_config("pretrain", profile, data_dir=str(Path(data_dir).resolve()), **overrides)
 
 
 def supervised_config(profile: str, data_dir: str | Path, **overrides: Any):
-    values = settings(profile).supervised | overrides
-    return profile_config("supervised", profile, data_dir=str(Path(data_dir).resolve()), **values)
+    """A supervised config of the profile, with overrides."""
+    return profile_config(
+        "supervised", profile, data_dir=str(Path(data_dir).resolve()), **overrides
+    )
 
 
 def comparison_configs(profile: str, data_dir: str | Path) -> dict[str, list]:
@@ -176,7 +170,7 @@ def compare_paired(
     return {k: result[k] for k in keys}
 
 
-def runs_dir(path: str | Path | None = None) -> Path:
+def run_store(path: str | Path | None = None) -> Path:
     """The run store for notebooks: the argument, else $ACLAUDIO_RUNS, else runs/ of this
     checkout (not of the notebook's working folder)."""
     import os
@@ -184,3 +178,37 @@ def runs_dir(path: str | Path | None = None) -> Path:
     from .runs import RUNS_ENV
 
     return Path(path or os.environ.get(RUNS_ENV) or REPO / "runs")
+
+
+class Setup(NamedTuple):
+    """What every notebook works with: where its results go, its dataset, its run store and
+    the study's grids for its profile."""
+
+    results: Path
+    data_dir: str
+    runs_dir: Path
+    settings: StudySettings
+
+
+def setup(
+    profile: str,
+    data_dir: str = "",
+    runs_dir: str = "",
+    results_root: str = "",
+    *,
+    needs_data: bool = True,
+) -> Setup:
+    """The first cell of every notebook, from its papermill parameters (empty: the default).
+
+    The dataset defaults to the profile's built-in one, generated on first use (not for a
+    notebook that reads no dataset: needs_data=False); figures take the project's style.
+    """
+    from .plots import use_style
+
+    use_style()
+    return Setup(
+        results=results_dir(profile, results_root or None),
+        data_dir=data_dir or (builtin_data(profile) if needs_data else ""),
+        runs_dir=run_store(runs_dir or None),
+        settings=settings(profile),
+    )

@@ -31,6 +31,7 @@ from scipy.special import ndtr, ndtri
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write_text
+from .datasets import AUDIO_DIRS, DOC_DIR, META_DIR
 from .system import usable_cpus
 
 SAMPLE_RATE = 22050
@@ -47,10 +48,6 @@ SNR_DB = (20.0, 40.0)  # event level over the background noise
 PEAK_DB = (-20.0, -1.0)  # peak level of the written clip
 PARALLEL_MIN_SECONDS = 300.0  # below this much audio, starting worker processes costs more
 
-TRAIN_DIR = "FSDnoisy18k.audio_train"
-TEST_DIR = "FSDnoisy18k.audio_test"
-META_DIR = "FSDnoisy18k.meta"
-DOC_DIR = "FSDnoisy18k.doc"
 MARKER = "synth.json"  # written last: its presence means the dataset is complete
 PLAN_STREAM = 2  # random stream of the plan; clips use (seed, 0 = train | 1 = test, index)
 
@@ -537,7 +534,7 @@ def _validate(root: Path, profile: str, seed: int) -> None:
     ours = (root / DOC_DIR / MARKER).exists() or (
         train_csv.exists() and "true_label" in pd.read_csv(train_csv, nrows=0).columns
     )
-    if not ours and any((root / d).exists() for d in (TRAIN_DIR, TEST_DIR, META_DIR)):
+    if not ours and any((root / d).exists() for d in (*AUDIO_DIRS.values(), META_DIR)):
         raise ValueError(
             f"{root} already holds an FSDnoisy18k-style dataset that synth did not make; "
             "refusing to overwrite it: choose another directory"
@@ -553,8 +550,8 @@ def _is_complete(root: Path, settings: dict) -> dict | None:
     if stored.get("settings") != settings:
         return None
     try:
-        for folder, table in ((TRAIN_DIR, "train.csv"), (TEST_DIR, "test.csv")):
-            wanted = set(pd.read_csv(root / META_DIR / table)["fname"])
+        for split, folder in AUDIO_DIRS.items():
+            wanted = set(pd.read_csv(root / META_DIR / f"{split}.csv")["fname"])
             if not wanted <= set(os.listdir(root / folder)):
                 return None
     except FileNotFoundError:  # a table or a folder removed by hand
@@ -634,9 +631,9 @@ def synthesize(
         return stored | {"root": str(root), "reused": True, "seconds": elapsed}
 
     (root / DOC_DIR / MARKER).unlink(missing_ok=True)
-    for folder in (TRAIN_DIR, TEST_DIR):
+    for folder in AUDIO_DIRS.values():
         shutil.rmtree(root / folder, ignore_errors=True)
-    for folder in (TRAIN_DIR, TEST_DIR, META_DIR, DOC_DIR):
+    for folder in (*AUDIO_DIRS.values(), META_DIR, DOC_DIR):
         (root / folder).mkdir(parents=True, exist_ok=True)
 
     train, test = _plan(PROFILES[profile], seed)
@@ -646,7 +643,7 @@ def synthesize(
 
     tasks = [
         (str(root / folder / clip.fname), clip.class_index, clip.seconds, (seed, code, i))
-        for code, folder, table in ((0, TRAIN_DIR, train), (1, TEST_DIR, test))
+        for code, folder, table in ((0, AUDIO_DIRS["train"], train), (1, AUDIO_DIRS["test"], test))
         for i, clip in enumerate(table.itertuples())
     ]
     _render_all(tasks, progress=progress)

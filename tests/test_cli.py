@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -13,7 +14,8 @@ import pytest
 import soundfile as sf
 from conftest import run_cli, run_cli_bound_by_permissions
 
-from aclaudio import cli
+from aclaudio import cli, runs, study, synth, train
+from aclaudio.profiles import PROFILES
 
 
 def test_data_commands(tmp_path, capsys):
@@ -54,6 +56,49 @@ def test_training_commands(tmp_path, capsys):
         capsys, "supervised", *common, "--subset", "all", "--set", "epochs=1"
     )
     assert code == 0 and summary["kind"] == "supervised"
+
+
+@pytest.mark.parametrize("kind", ["pretrain", "supervised"])
+def test_a_profile_on_the_command_line_is_the_notebooks_run(kind, tiny_dataset, tmp_path, capsys,
+                                                             monkeypatch):  # fmt: skip
+    """`aclaudio pretrain --profile cpu` asks for the very run the notebooks' cpu profile
+    trains (same config, same run folder), so either reuses the other's finished run."""
+    asked = []
+
+    def record(config, runs_dir):
+        asked.append(config)
+        return runs.open_run(config, runs_dir)
+
+    monkeypatch.setattr(train, kind, record)
+    store = tmp_path / "runs"
+    code, summary, _ = run_cli(
+        capsys, kind, "--profile", "cpu", "--data-dir", tiny_dataset, "--runs-dir", store
+    )
+    notebooks = {
+        "pretrain": study.comparison_configs("cpu", tiny_dataset)["NT-Xent"],
+        "supervised": study.supervised_configs("cpu", tiny_dataset),
+    }[kind]
+    assert code == 0 and asked[0] in notebooks
+    assert summary["run_dir"] == str(runs.open_run(asked[0], store).path)
+    assert runs.run_id(asked[0]) in {runs.run_id(config) for config in notebooks}
+
+
+def profile_options(parser: argparse.ArgumentParser, command: str = ""):
+    """(command, choices of its --profile) for every command of the parser."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from profile_options(sub, f"{command} {name}".strip())
+        elif "--profile" in action.option_strings:
+            yield command, list(action.choices)
+
+
+def test_the_profile_options_are_the_table_of_profiles():
+    options = dict(profile_options(cli.build_parser()))
+    assert options.pop("synth") == list(synth.PROFILES)  # the built-in dataset's sizes
+    assert set(options) == {"config show", "pretrain", "supervised", "sweep", "report"}
+    assert all(choices == list(PROFILES) for choices in options.values())
+    assert list(study.STUDY) == list(PROFILES)
 
 
 @pytest.mark.parametrize(

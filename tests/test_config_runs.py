@@ -5,11 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import multiprocessing
+import shutil
 
+import numpy as np
+import pandas as pd
 import pytest
+import soundfile as sf
 import torch
 
-from aclaudio import config, runs
+from aclaudio import config, datasets, runs, synth, train
 
 
 def test_paper_profile_carries_the_paper_settings():
@@ -89,6 +93,59 @@ def test_open_and_reload_run(tmp_path):
     assert runs.open_run(cfg, tmp_path).summary() == {"test_micro": 0.5}
     with pytest.raises(FileNotFoundError, match="not a run folder"):
         runs.load_run(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def smoke_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke")
+    synth.synthesize(root, profile="smoke", seed=0, progress=False)
+    return root
+
+
+def test_a_moved_or_copied_dataset_keeps_its_runs(smoke_data, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(smoke_data, data)  # as cp -p: modification times kept
+    store = tmp_path / "runs"
+    cfg = config.profile_config("pretrain", "smoke", data_dir=str(data))
+    run = train.pretrain(cfg, runs_dir=store, progress=False)
+    finished = (run.path / "finished.json").stat().st_mtime_ns
+    moved = tmp_path / "elsewhere" / "data"
+    moved.parent.mkdir()
+    data.rename(moved)
+    again = train.pretrain(dataclasses.replace(cfg, data_dir=str(moved)), runs_dir=store,
+                           progress=False)  # fmt: skip
+    assert again.path == run.path  # found finished, not trained again:
+    assert (again.path / "finished.json").stat().st_mtime_ns == finished
+    assert runs.load_run(run.path).config.data_dir == str(moved)  # config.json follows the data
+    copy = tmp_path / "copy"
+    shutil.copytree(moved, copy)
+    assert runs.run_id(dataclasses.replace(cfg, data_dir=str(copy))) == run.path.name
+
+
+def test_changed_data_in_the_same_folder_gets_new_runs(smoke_data, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(smoke_data, data)
+    cfg = config.profile_config("pretrain", "smoke", data_dir=str(data))
+    ids = [runs.run_id(cfg)]
+    csv = data / datasets.META_DIR / "train.csv"
+    table = pd.read_csv(csv)
+    table.loc[0, "label"] = next(label for label in table.label if label != table.label[0])
+    table.to_csv(csv, index=False)  # one clip relabelled
+    ids.append(runs.run_id(cfg))
+    clip = data / datasets.AUDIO_DIRS["train"] / table.fname[0]
+    wave, rate = sf.read(clip)
+    sf.write(clip, np.roll(wave, 100), rate)  # one clip rewritten: other samples, same size
+    ids.append(runs.run_id(cfg))
+    assert len(set(ids)) == 3
+
+
+def test_a_finetuning_is_named_by_its_pretraining_run_not_its_folder():
+    name = "pretrain-0123456789ab"
+    here, there = (config.make_config("finetune", pretrain_run=f"{store}/{name}")
+                   for store in ("/a/runs", "/b/runs"))  # fmt: skip
+    assert runs.run_id(here) == runs.run_id(there)
+    other = config.make_config("finetune", pretrain_run="/a/runs/pretrain-ba9876543210")
+    assert runs.run_id(other) != runs.run_id(here)
 
 
 def test_corrupt_checkpoint_falls_back_to_the_previous(tmp_path):

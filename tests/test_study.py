@@ -9,6 +9,8 @@ from scipy import stats
 
 from aclaudio import stats as stats_
 from aclaudio import study
+from aclaudio.profiles import PROFILES
+from aclaudio.runs import RUNS_ENV
 
 
 def test_ablation_grid_spans_both_axes_with_paired_seeds(tmp_path):
@@ -21,7 +23,7 @@ def test_ablation_grid_spans_both_axes_with_paired_seeds(tmp_path):
     assert len({(c.alpha, c.margin) for c in configs if c.alpha == 1}) == 1  # margin moot
     nt_xent = study.comparison_configs("cpu", tmp_path)["NT-Xent"][0]
     assert nt_xent in configs  # notebook 02's NT-Xent run is the grid's: trained once
-    assert all(c.epochs == settings.pretrain["epochs"] for c in configs)
+    assert all(c.epochs == PROFILES["cpu"]["pretrain"]["epochs"] for c in configs)
     paper = study.ablation_configs("paper", tmp_path)
     assert {c.alpha for c in paper} == {round(0.1 * i, 1) for i in range(11)}
     assert {c.encoder for c in paper} == {"resnet18"}
@@ -61,3 +63,15 @@ def test_compare_paired():
     )
     with pytest.raises(ValueError, match="share no seed"):
         study.compare_paired(a, pd.Series([0.5], index=[9]), ("x", "y"))
+
+
+def test_setup_gives_every_notebook_the_same_start(tmp_path, monkeypatch):
+    monkeypatch.delenv(RUNS_ENV, raising=False)
+    results, data_dir, runs_dir, settings = study.setup(
+        "smoke", str(tmp_path / "data"), "", str(tmp_path / "results")
+    )
+    assert results == tmp_path / "results" / "smoke" and (results / "figures").is_dir()
+    assert data_dir == str(tmp_path / "data") and runs_dir == study.REPO / "runs"
+    assert settings == study.settings("smoke")
+    no_data = study.setup("smoke", "", str(tmp_path / "r"), str(tmp_path), needs_data=False)
+    assert no_data.data_dir == "" and no_data.runs_dir == tmp_path / "r"

@@ -89,7 +89,7 @@ def test_python_m_aclaudio_runs_the_command(tmp_path):
     out = run_module(tmp_path, "config", "show", "--profile", "smoke")
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout.strip().splitlines()[-1])
-    assert summary["ok"] and summary["settings"]["epochs"] == 2
+    assert summary["ok"] and summary["settings"]["epochs"] == 1
     out = run_module(tmp_path)
     assert out.returncode == 2 and out.stderr.startswith("usage: aclaudio")
 
@@ -135,7 +135,7 @@ def test_config_show_values_follow_the_profile(capsys):
     assert summary["settings"]["encoder"] == "resnet18"
     assert summary["types"]["lr_milestones"] == "tuple"
     _, cpu = show(capsys, "--profile", "cpu")
-    assert cpu["settings"]["epochs"] == 30 and cpu["settings"]["encoder"] == "small"
+    assert cpu["settings"]["epochs"] == 8 and cpu["settings"]["encoder"] == "small"
 
 
 def test_listed_keys_take_new_values_through_set(capsys):
