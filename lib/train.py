@@ -192,8 +192,7 @@ def contrastive_loss(
     Under torch.distributed the loss gathers every rank's embeddings (negatives span the
     global batch) and DDP averages the gradients: the step equals the single-process one.
     """
-    views = torch.cat([v1, v2])
-    h, z = forward(model, views, config, device, views_apart=config.views_apart)
+    h, z = forward(model, torch.cat([v1, v2]), config, device, views_apart=config.views_apart)
     h1, h2 = h.float().chunk(2)
     z1, z2 = z.float().chunk(2)
     return losses.acl(
