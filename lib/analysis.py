@@ -52,7 +52,7 @@ def view_pair_angles(
     rng = np.random.default_rng(seed)
     if len(rows) > max_clips:
         rows = np.sort(rng.choice(rows, max_clips, replace=False))
-    batch = next(contrastive_batches(data, rows, len(rows), rng))
+    batch = next(contrastive_batches(data, rows, len(rows), rng, run.config.background))
     x1, x2, bg1, bg2 = (torch.from_numpy(patches).to(device) for patches in batch)
     mean, std = data.normaliser(device, per_band=False)
     generator = torch.Generator(device).manual_seed(seed)

@@ -57,11 +57,13 @@ def mix_back(
     *,
     max_ratio: float,
     generator: torch.Generator | None = None,
+    level: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mix a patch of another clip into each patch, in linear power, at a ~ U(0, max_ratio).
 
     Mixed = (1 - a) * fg + a * (E_fg / E_bg) * bg with E the patch's total power, so the
-    background brings a times the foreground's energy whatever its own loudness.
+    background brings a times the foreground's energy whatever its own loudness. `level`, the
+    draws of U(0, 1) that set a (one per patch), lets two views of a clip share theirs.
     """
     _check_patches(fg, "fg")
     if bg.shape != fg.shape:
@@ -73,7 +75,9 @@ def mix_back(
     work = torch.promote_types(fg.dtype, torch.float32)
     fg_power = torch.pow(10.0, fg.to(work))
     bg_power = torch.pow(10.0, bg.to(device=fg.device, dtype=work))
-    a = _uniform(fg_power, 0.0, max_ratio, generator)
+    if level is None:
+        level = _uniform(fg_power, 0.0, 1.0, generator)
+    a = max_ratio * level.to(work)
     tiny = torch.finfo(work).tiny  # guards against silent patches and log10(0)
     fg_energy = fg_power.sum(dim=(1, 2, 3), keepdim=True)
     bg_energy = bg_power.sum(dim=(1, 2, 3), keepdim=True).clamp_min(tiny)
@@ -176,9 +180,11 @@ def augment(
     mean: float | torch.Tensor,
     std: float | torch.Tensor,
     generator: torch.Generator | None = None,
+    level: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One augmented, normalised view of a batch of patches (background: other clips' patches)."""
-    x = mix_back(x, background, max_ratio=config.mixback, generator=generator)
+    """One augmented, normalised view of a batch of patches (background: other clips' patches,
+    mixed in at `level`, see mix_back)."""
+    x = mix_back(x, background, max_ratio=config.mixback, generator=generator, level=level)
     x = random_resized_crop(
         x, scale=config.crop_scale, ratio=config.crop_ratio, generator=generator
     )
@@ -202,11 +208,13 @@ def two_views(
     std: float | torch.Tensor,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The positive pair: two patches of the same clips, each with its own background and draws."""
+    """The positive pair: two patches of the same clips, each with its own background and
+    draws, but one mix-back level for both (the authors draw it once per pair)."""
     if x1.shape != x2.shape:
         raise ValueError(f"the two patches differ in shape: {tuple(x1.shape)}, {tuple(x2.shape)}")
-    view1 = augment(x1, bg1, config, mean=mean, std=std, generator=generator)
-    view2 = augment(x2, bg2, config, mean=mean, std=std, generator=generator)
+    level = _uniform(x1, 0.0, 1.0, generator)
+    view1 = augment(x1, bg1, config, mean=mean, std=std, generator=generator, level=level)
+    view2 = augment(x2, bg2, config, mean=mean, std=std, generator=generator, level=level)
     return view1, view2
 
 

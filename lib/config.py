@@ -42,6 +42,10 @@ class DataRun(Execution):
     preset: str = "cpu"
 
 
+BACKGROUNDS = ("training_set", "batch")
+MONITORS = ("patch_vote_z", "clip_mean_h", "last")
+
+
 @dataclass(frozen=True)
 class PretrainConfig(DataRun):
     """Self-supervised pretraining followed by linear evaluation (docs/protocol.md)."""
@@ -65,9 +69,21 @@ class PretrainConfig(DataRun):
     lr_milestones: tuple[int, ...] = ()
     lr_gamma: float = 0.1
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    # monitoring
+    # the authors' choices below; the alternatives are ours before we matched them
+    views_apart: bool = True  # each view its own forward pass: batch norm normalises per view
+    background: str = "training_set"  # mix-back clips: training_set | batch (the batch rolled)
+    # monitoring: which checkpoint is evaluated (patch_vote_z | clip_mean_h | last); both kNN
+    # scores are logged every knn_every epochs whichever it is
+    monitor: str = "patch_vote_z"
     knn_k: int = 200
     knn_every: int = 1
+
+    def __post_init__(self) -> None:
+        for name, choices in (("background", BACKGROUNDS), ("monitor", MONITORS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(
+                    f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}"
+                )
 
 
 @dataclass(frozen=True)

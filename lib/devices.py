@@ -79,9 +79,9 @@ def compiled(model: nn.Module, config) -> nn.Module:
     return torch.compile(model) if config.compile else model
 
 
-def forward(model: nn.Module, x: torch.Tensor, config, device: torch.device):
+def forward(model: nn.Module, x: torch.Tensor, config, device: torch.device, **options):
     """The model on a batch, in the config's memory format and precision."""
     if config.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with autocast(device, config.amp):
-        return model(x)
+        return model(x, **options)

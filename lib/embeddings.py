@@ -5,6 +5,7 @@ pretraining, the clip accuracy of a patch classifier)."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -15,8 +16,11 @@ from .config import PretrainConfig
 from .datasets import subset_mask
 from .devices import autocast, resolve_device
 from .models import ContrastiveModel, build_contrastive_model
-from .runs import Run
+from .runs import Run, RunWarning
 from .views import TrainingData
+
+# Below this many monitor clips per class (on average) the kNN monitor's choice of epoch is noise.
+MIN_CLIPS_PER_CLASS = 5
 
 
 def embed(
@@ -64,20 +68,44 @@ def knn_rows(data: TrainingData) -> np.ndarray:
     return data.monitor_rows[np.bincount(labels)[labels] >= 2]
 
 
-def knn_monitor(encoder, data: TrainingData, config, device) -> float:
-    """Leave-one-out cosine kNN balanced accuracy on the monitor (clean) subset's clips; NaN
-    when no class has two of them (a lone clip has no neighbour of its class)."""
+def knn_monitor(model: ContrastiveModel, data: TrainingData, config, device) -> dict[str, float]:
+    """Balanced accuracy of both kNN monitors on the monitor (clean) subset's clips, each clip
+    classified by the others (docs/protocol.md, *Monitor*): `knn_patch_vote_z`, the authors'
+    (unweighted votes of patch projections z, then a majority per clip), and `knn_clip_mean_h`
+    (the clip-mean encoder output h, votes weighted by exp(similarity / 0.07)). NaN when no
+    class has two clips (a lone clip has no neighbour of its class)."""
     rows = knn_rows(data)
     if len(rows) == 0:
-        return math.nan
-    patch_emb, clip_of_patch = embed(encoder, data, rows, device, amp=config.amp)
-    clips = clip_embeddings(patch_emb, clip_of_patch)
-    labels = data.targets(rows)
-    probs = evaluate.knn_predict(
-        clips, labels, clips, k=config.knn_k, n_classes=data.n_classes, exclude_self=True
+        return dict.fromkeys(("knn_patch_vote_z", "knn_clip_mean_h"), math.nan)
+    h, clip_of_patch = embed(model.encoder, data, rows, device, amp=config.amp)
+    labels, k, n_classes = data.targets(rows), config.knn_k, data.n_classes
+    _, votes = evaluate.clip_vote_knn(
+        project(model, h, device), data.targets(clip_of_patch), clip_of_patch,
+        n_classes=n_classes, k=k,
+    )  # fmt: skip
+    clips = clip_embeddings(h, clip_of_patch)
+    probs = evaluate.knn_predict(clips, labels, clips, k=k, n_classes=n_classes, exclude_self=True)
+    return {
+        name: evaluate.accuracy_report(labels, scores.argmax(1), n_classes=n_classes)["macro"]
+        for name, scores in (("knn_patch_vote_z", votes), ("knn_clip_mean_h", probs))
+    }
+
+
+def sparse_monitor_warnings(run: Run, data: TrainingData, config) -> list[str]:
+    """Warn when the monitor chooses the checkpoint from fewer than MIN_CLIPS_PER_CLASS clips
+    per class on average: its choice is then mostly noise, and `monitor=last` may serve better.
+    Returned for the run's summary."""
+    rows = knn_rows(data)
+    per_class = len(rows) / data.n_classes
+    if config.monitor == "last" or len(rows) == 0 or per_class >= MIN_CLIPS_PER_CLASS:
+        return []  # without any clip class_warnings says that the last epoch is kept
+    note = (
+        f"{run.id}: the kNN monitor ({config.monitor}) scores {per_class:.1f} "
+        f"{config.monitor_subset!r} clips per class, fewer than {MIN_CLIPS_PER_CLASS}: the epoch "
+        "it chooses is mostly chance; --set monitor=last keeps the last epoch instead"
     )
-    report = evaluate.accuracy_report(labels, probs.argmax(1), n_classes=data.n_classes)
-    return report["macro"]
+    warnings.warn(note, RunWarning, stacklevel=2)
+    return [note]
 
 
 def clip_report(

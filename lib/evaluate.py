@@ -357,6 +357,42 @@ def knn_predict(
     return torch.cat(probs).cpu().numpy()
 
 
+def clip_vote_knn(
+    patch_emb, patch_labels, patch_clip, *, n_classes: int, k: int = 200, batch_size: int = 1024
+):
+    """The authors' kNN monitor (docs/protocol.md, *Monitor*): each patch takes the unweighted
+    majority label of its k most cosine-similar patches of the other clips, each clip the
+    majority of its patches' labels; ties go to the smallest class index.
+
+    Every clip is scored against all the others (its own patches left out, so no held-out split
+    is needed). Returns clip_ids (n_clips,), sorted, and each clip's share of its patches'
+    labels (n_clips, n_classes), whose argmax is the clip's prediction.
+    """
+    emb = _unit_rows(patch_emb, "patch_emb")
+    labels = _labels(patch_labels, "patch_labels", n_classes=n_classes, length=len(emb))
+    clip_ids, clip_of = np.unique(
+        _ids(patch_clip, "patch_clip", length=len(emb)), return_inverse=True
+    )
+    if len(clip_ids) < 2 or k < 1 or batch_size < 1:
+        raise ValueError(
+            f"need two clips or more, k >= 1 and batch_size >= 1; got {len(clip_ids)}, {k}, "
+            f"{batch_size}"
+        )
+    labels, clip_of = (torch.as_tensor(a, device=emb.device) for a in (labels, clip_of))
+    k = min(k, len(emb) - 1)
+    patch_votes = []
+    for batch, own in zip(emb.split(batch_size), clip_of.split(batch_size), strict=True):
+        sims = (batch @ emb.T).masked_fill(own[:, None] == clip_of, -torch.inf)
+        top, index = sims.topk(k, dim=1)
+        votes = torch.zeros(len(batch), n_classes, device=emb.device)
+        votes.scatter_add_(1, labels[index], torch.isfinite(top).float())  # own patches: no vote
+        patch_votes.append(votes.argmax(1))  # the first of equal counts: the smallest class
+    counts = torch.zeros(len(clip_ids), n_classes, device=emb.device)
+    ones = torch.ones(len(emb), device=emb.device)
+    counts.index_put_((clip_of, torch.cat(patch_votes)), ones, accumulate=True)
+    return clip_ids, (counts / counts.sum(dim=1, keepdim=True)).cpu().numpy()
+
+
 # ----------------------------------------------------------------------------- geometry
 
 

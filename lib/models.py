@@ -170,7 +170,15 @@ class ContrastiveModel(nn.Module):
         self.encoder = encoder
         self.head = ProjectionHead(encoder.out_dim) if projection else None
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, *, views_apart: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h, z) of a batch. With views_apart, x is two views stacked and each half goes
+        through on its own, so that batch norm normalises each view's batch separately (the
+        authors' two passes, in one call: DDP allows one forward per backward)."""
+        if views_apart:
+            h, z = zip(*(self(view) for view in x.chunk(2)), strict=True)
+            return torch.cat(h), torch.cat(z)
         h = self.encoder(x)
         return h, (self.head(h) if self.head is not None else h)
 

@@ -42,7 +42,14 @@ from .devices import (
     resolve_device,
     wrap_distributed,
 )
-from .embeddings import clip_report, knn_monitor, knn_rows, load_pretrained, result_columns
+from .embeddings import (
+    clip_report,
+    knn_monitor,
+    knn_rows,
+    load_pretrained,
+    result_columns,
+    sparse_monitor_warnings,
+)
 from .runs import Run, append_result, claimed_run, load_run
 from .views import (
     TrainingData,
@@ -85,7 +92,7 @@ def _pretrain(run: Run, config: PretrainConfig, progress: bool) -> Run:
         data.train_rows,
         knn_rows(data),
         f"two {config.monitor_subset!r} clips for the kNN monitor",
-    )
+    ) + sparse_monitor_warnings(run, data, config)
     model = models.build_contrastive_model(config, device)
     step_model = compiled(wrap_distributed(model, device), config)
     optimizer = torch.optim.SGD(
@@ -122,10 +129,12 @@ def _pretrain(run: Run, config: PretrainConfig, progress: bool) -> Run:
             "clips_per_s": clips_per_s,
         }
         if (epoch + 1) % config.knn_every == 0 or epoch == config.epochs - 1:
-            row["knn_balanced_acc"] = knn_monitor(model.encoder, data, config, device)
-            if row["knn_balanced_acc"] > best:
-                best = row["knn_balanced_acc"]
-                run.save_checkpoint({"model": model.state_dict(), "epoch": epoch}, "best")
+            row |= knn_monitor(model, data, config, device)
+            if config.monitor != "last":  # else no best.pt: the last checkpoint is evaluated
+                row["knn_balanced_acc"] = row[f"knn_{config.monitor}"]
+                if row["knn_balanced_acc"] > best:
+                    best = row["knn_balanced_acc"]
+                    run.save_checkpoint({"model": model.state_dict(), "epoch": epoch}, "best")
         run.log_epoch(row)
         run.save_checkpoint(capture(modules, epoch=epoch, best=best))
         barrier()
@@ -160,7 +169,7 @@ def contrastive_epoch(
         raise ValueError(f"batch_size {config.batch_size} exceeds the {len(order)} training clips")
     n_steps = min(n_steps, max_steps or n_steps)
     batches = contrastive_batches(
-        data, order[: n_steps * config.batch_size], config.batch_size, rng
+        data, order[: n_steps * config.batch_size], config.batch_size, rng, config.background
     )
 
     def loss_of(x1, x2, bg1, bg2):
@@ -178,12 +187,12 @@ def contrastive_epoch(
 def contrastive_loss(
     model: nn.Module, v1: torch.Tensor, v2: torch.Tensor, config: PretrainConfig, device
 ) -> torch.Tensor:
-    """ACL of two batches of views, forwarded together as one batch.
+    """ACL of two batches of views, forwarded in one call (each view apart if the config asks).
 
     Under torch.distributed the loss gathers every rank's embeddings (negatives span the
     global batch) and DDP averages the gradients: the step equals the single-process one.
     """
-    h, z = forward(model, torch.cat([v1, v2]), config, device)
+    h, z = forward(model, torch.cat([v1, v2]), config, device, views_apart=config.views_apart)
     h1, h2 = h.float().chunk(2)
     z1, z2 = z.float().chunk(2)
     return losses.acl(

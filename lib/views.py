@@ -135,21 +135,46 @@ def prefetch(batches: Iterator, device: torch.device) -> Iterator:
             yield batch
 
 
-def contrastive_batches(data: TrainingData, order: np.ndarray, batch_size: int, rng) -> Iterator:
+def contrastive_batches(
+    data: TrainingData, order: np.ndarray, batch_size: int, rng, background: str
+) -> Iterator:
     """Per batch: two independent random patches of each clip and two background patches.
 
-    The backgrounds for mix-back are patches of other clips of the same batch (rolled by one
-    and by two places), so they never come from the clip itself.
+    The backgrounds for mix-back are patches of two other clips, never the clip itself: drawn
+    from the whole training set ("training_set", the authors'), or the clips of the same batch
+    rolled by one and by two places ("batch", which makes two negatives of every anchor share
+    its background).
     """
     frames = data.cache.preset.patch_frames
     rank, world = rank_and_world()
     for step in range(len(order) // batch_size):
         rows = order[step * batch_size : (step + 1) * batch_size]
+        if background == "training_set":
+            backgrounds = other_clips(data.train_rows, rows, rng)
+        else:
+            backgrounds = [np.roll(rows, 1), np.roll(rows, 2)]
         patches = [
             data.cache.random_patches(r, frames, rng=rng)[:, None]
-            for r in (rows, rows, np.roll(rows, 1), np.roll(rows, 2))
+            for r in (rows, rows, *backgrounds)
         ]
         yield [np.array_split(p, world)[rank] for p in patches]
+
+
+def other_clips(pool: np.ndarray, rows: np.ndarray, rng, n: int = 2) -> list[np.ndarray]:
+    """For each row, n different clips of the pool drawn uniformly, none the row itself: a
+    draw that clashes is redrawn, as the authors do."""
+    if len(pool) <= n:
+        raise ValueError(
+            f"mix-back needs {n} background clips besides each clip; the training subset has "
+            f"{len(pool)} clips"
+        )
+    taken = [rows]
+    for _ in range(n):
+        pick = rng.choice(pool, len(rows))
+        while (clash := np.any([pick == t for t in taken], axis=0)).any():
+            pick[clash] = rng.choice(pool, clash.sum())
+        taken.append(pick)
+    return taken[1:]
 
 
 def labelled_random_patches(data: TrainingData, order: np.ndarray, n_steps: int, rng) -> Iterator:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -268,6 +269,17 @@ def test_views_are_reproducible_from_the_seed_and_differ_between_views_and_seeds
     assert not torch.allclose(first[0], other[0], atol=1e-3)
     differs = (first[0] - first[1]).abs().amax(dim=(1, 2, 3))
     assert (differs > 1e-2).all()  # every sample's two views differ
+
+
+def test_the_two_views_of_a_clip_share_one_mixback_level():
+    """Only mix-back on: the same patch and background give the same view twice, as the authors
+    draw the level once per positive pair; the clips of the batch get levels of their own."""
+    x, bg = log_mel(seed=1), log_mel(seed=2)
+    config = dataclasses.replace(AugmentConfig.off(), mixback=0.05)
+    view1, view2 = two_views(x, x, bg, bg, config, **STATS, generator=seeded())
+    assert torch.equal(view1, view2)
+    change = (view1 - normalise(x, **STATS)).abs().amax(dim=(1, 2, 3))
+    assert (change > 0).all() and change.unique().numel() == len(x)
 
 
 @pytest.mark.parametrize("device", DEVICES)

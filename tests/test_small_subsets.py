@@ -81,7 +81,7 @@ def test_without_validation_clips_the_last_epoch_is_kept(tmp_path, capsys):
         ({"A": 1, "B": 1}, ["2 of 2 classes lack two 'clean' clips for the kNN monitor: A, B",
                             "no class has two 'clean' clips for the kNN monitor, so the monitor "
                             "cannot choose an epoch: the last one is kept"], False),
-        ({"A": 1, "B": 3}, ["1 of 2 classes lack two 'clean' clips for the kNN monitor: A"], True),
+        ({"A": 1, "B": 10}, ["1 of 2 classes lack two 'clean' clips for the kNN monitor: A"], True),
     ],
 )  # fmt: skip
 def test_the_knn_monitor_scores_what_it_can_else_keeps_the_last_epoch(
@@ -95,3 +95,21 @@ def test_the_knn_monitor_scores_what_it_can_else_keeps_the_last_epoch(
     assert np.isfinite(run.metrics()["knn_balanced_acc"]).all() == best_kept
     if not best_kept:
         assert summary["best_epoch"] == 1
+
+
+def test_few_monitor_clips_warn_and_monitor_last_keeps_the_last_epoch(tmp_path, capsys):
+    """Two classes of 3 clean clips: the monitor's choice would be chance, and a warning says
+    so; with monitor=last the last epoch is evaluated, both kNN scores still logged."""
+    data_dir = labelled_dataset(tmp_path, {"A": 3, "B": 3}, noisy=4)
+    settings = ("epochs=3", "batch_size=4")
+    summary = run_cli(capsys, "pretrain", data_dir, *settings)
+    (note,) = summary["warnings"]
+    assert "3.0 'clean' clips per class, fewer than 5" in note and "monitor=last" in note
+
+    summary = run_cli(capsys, "pretrain", data_dir, *settings, "monitor=last")
+    run = runs.load_run(summary["run_dir"])
+    assert summary["warnings"] == [] and summary["best_epoch"] == 2
+    assert not (run.path / "best.pt").exists()
+    metrics = run.metrics()
+    assert np.isfinite(metrics[["knn_patch_vote_z", "knn_clip_mean_h"]]).all(axis=None)
+    assert "knn_balanced_acc" not in metrics

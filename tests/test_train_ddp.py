@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -35,11 +36,17 @@ def one_step(cfg, v1, v2, step_model, model):
     return loss.detach(), {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def ddp_worker(rank: int, port: int, out: str) -> None:
+def step_config(views_apart: bool):
+    return config.profile_config(
+        "pretrain", "smoke", alpha=0.5, amp=False, channels_last=False, views_apart=views_apart
+    )
+
+
+def ddp_worker(rank: int, port: int, out: str, views_apart: bool) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     torch.set_num_threads(1)
-    cfg = config.profile_config("pretrain", "smoke", alpha=0.5, amp=False, channels_last=False)
+    cfg = step_config(views_apart)
     v1, v2 = step_inputs(cfg)
     half = slice(rank * BATCH // 2, (rank + 1) * BATCH // 2)
     model = models.build_contrastive_model(cfg, torch.device("cpu"))
@@ -49,15 +56,16 @@ def ddp_worker(rank: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
-def test_one_ddp_step_equals_the_single_process_step(tmp_path):
+@pytest.mark.parametrize("views_apart", [True, False])  # in one forward call either way
+def test_one_ddp_step_equals_the_single_process_step(tmp_path, views_apart):
     torch.set_num_threads(1)
-    cfg = config.profile_config("pretrain", "smoke", alpha=0.5, amp=False, channels_last=False)
+    cfg = step_config(views_apart)
     v1, v2 = step_inputs(cfg)
     model = models.build_contrastive_model(cfg, torch.device("cpu"))
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     loss, expected = one_step(cfg, v1, v2, model, model)
 
-    mp.spawn(ddp_worker, args=(29617, str(tmp_path / "step")), nprocs=2)
+    mp.spawn(ddp_worker, args=(29617, str(tmp_path / "step"), views_apart), nprocs=2)
     for rank in range(2):
         result = torch.load(tmp_path / f"step.{rank}", weights_only=True)
         torch.testing.assert_close(result["loss"], loss, rtol=1e-5, atol=1e-6)
