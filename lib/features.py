@@ -55,8 +55,10 @@ PRESETS = {
     # ~1 s patches
     "ssl_paper": Preset(22050, 2048, 660, 220, 96, 50.0, 10500.0, patch_frames=101, eval_hop=50),
     # the authors' (docs/protocol.md): 40 ms window, 20 ms hop, 96 mels over the full band,
-    # 2 s patches
-    "sup_paper": Preset(44100, 2048, 1764, 882, 96, 0.0, 22050.0, patch_frames=100, eval_hop=50),
+    # 2 s patches, log10(mel + float64's machine epsilon)
+    "sup_paper": Preset(
+        44100, 2048, 1764, 882, 96, 0.0, 22050.0, 2.220446049250313e-16, patch_frames=100
+    ),
     # ours: 16 kHz, 25 ms window, 10 ms hop, 64 mels, 0.64 s patches: fast on 2 CPU cores
     "cpu": Preset(16000, 512, 400, 160, 64, 50.0, 8000.0, patch_frames=64, eval_hop=32),
 }

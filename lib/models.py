@@ -201,8 +201,9 @@ class BaselineCNN(nn.Module):
     give 549,670. The BN -> ReLU in front of conv2 and conv3 acts on maps that are already
     rectified; it is kept because the paper's model has it.
 
-    `forward` returns (logits, feats): feats, the global max-pool of conv3's block (48-d), is
-    what the supervised angular-margin term compares.
+    `forward` returns (logits, feats): feats, the global max-pool of conv3's raw output (48-d,
+    before its batch norm and ReLU, as the authors' model), is what the supervised angular
+    term compares. Being signed, two features can lie up to pi apart, not pi/2 as after a ReLU.
     """
 
     pool = (2, 4)  # (mel, frames)
@@ -255,8 +256,8 @@ class BaselineCNN(nn.Module):
                 f"BaselineCNN was built for (n_mels, frames) = {self.input_shape}, "
                 f"got patches of {tuple(x.shape[2:])}"
             )
-        maps = self.convs(x)
-        return self.head(maps), maps.amax(dim=(2, 3))
+        raw = self.convs[:-2](x)  # conv3's output; its batch norm and ReLU follow
+        return self.head(self.convs[-2:](raw)), raw.amax(dim=(2, 3))
 
 
 class Logits(nn.Module):

@@ -60,6 +60,7 @@ from .views import (
     patch_index,
     prefetch,
     validation_split,
+    whole_batches,
 )
 
 
@@ -220,7 +221,14 @@ def _supervised(run: Run, config: SupervisedConfig, progress: bool) -> Run:
     notes = data.class_warnings(run, train_rows, val_rows, "a validation clip")
     frames = data.cache.preset.patch_frames
     train_patches = patch_index(data.cache, train_rows, frames, config.train_hop)
-    val_patches = patch_index(data.cache, val_rows, frames, config.train_hop)
+    # The authors' validation: training-sized batches, shuffled, the last partial one dropped,
+    # so that the angular term (a sum over the batch's pairs) is on the training scale. One
+    # order for every epoch (theirs reshuffle), so that epochs are compared on the same batches.
+    val_patches = whole_batches(
+        patch_index(data.cache, val_rows, frames, config.train_hop),
+        config.batch_size,
+        np.random.default_rng(config.seed),
+    )
     mean, std = data.normaliser(device, per_band=True)
 
     torch.manual_seed(config.seed)
@@ -246,14 +254,13 @@ def _supervised(run: Run, config: SupervisedConfig, progress: bool) -> Run:
 
     for epoch in range(state.get("epoch", -1) + 1, config.epochs):
         _, rng = seed_epoch(config.seed, epoch)
-        order = rng.permutation(len(train_patches))
-        n_steps = max(len(order) // config.batch_size, 1)
-        batches = labelled_patches(
-            data, train_patches[order[: n_steps * config.batch_size]], config.batch_size
-        )
+        patches = whole_batches(train_patches, config.batch_size, rng)
+        n_steps = math.ceil(len(patches) / config.batch_size)
+        batches = labelled_patches(data, patches, config.batch_size)
         loss, seconds = train_epoch(step_model, optimizer, batches, loss_of, n_steps, device,
                                     run=run, epoch=epoch, progress=progress)  # fmt: skip
-        val_loss = validation_loss(model, loss_of, labelled_patches(data, val_patches, 512), device)
+        val_batches = labelled_patches(data, val_patches, config.batch_size)
+        val_loss = validation_loss(model, loss_of, val_batches, device)
         if math.isfinite(val_loss):  # without a validation loss the learning rate stays as it is
             scheduler.step(val_loss)
         if val_loss < best:
@@ -279,16 +286,14 @@ def _supervised(run: Run, config: SupervisedConfig, progress: bool) -> Run:
 
 
 def validation_loss(model: nn.Module, loss_of: Callable, batches: Iterator, device) -> float:
-    """The loss over every validation patch (weighted by batch size); NaN without any."""
+    """The mean of the batches' losses, in eval mode, as the authors'; NaN without a batch."""
     model.eval()
-    total, count = 0.0, 0
     with torch.no_grad():
-        for x, y in batches:
-            total += loss_of(
-                torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-            ).item() * len(y)
-            count += len(y)
-    return total / count if count else math.nan
+        values = [
+            loss_of(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)).item()
+            for x, y in batches
+        ]
+    return float(np.mean(values)) if values else math.nan
 
 
 # ----------------------------------------------------------------------------- fine-tuning

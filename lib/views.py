@@ -193,6 +193,13 @@ def patch_index(cache: FeatureCache, rows: np.ndarray, frames: int, hop: int) ->
     return np.array(pairs, dtype=np.int64)
 
 
+def whole_batches(pairs: np.ndarray, batch_size: int, rng) -> np.ndarray:
+    """The pairs shuffled and cut to whole batches, the last partial one dropped as the authors'
+    `drop_last`; fewer pairs than one batch are kept, as one smaller batch rather than none."""
+    order = rng.permutation(len(pairs))
+    return pairs[order[: max(len(order) // batch_size, 1) * batch_size]]
+
+
 def labelled_patches(data: TrainingData, pairs: np.ndarray, batch_size: int) -> Iterator:
     """The patches at (clip row, start frame) pairs and their labels, in batches, in order."""
     frames = data.cache.preset.patch_frames

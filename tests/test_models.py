@@ -179,17 +179,22 @@ def test_baseline_cnn_parameter_count_by_hand():
     assert model.head[2].in_features == flat == 6912
 
 
-def test_baseline_cnn_outputs_logits_and_max_pooled_conv3_features():
+def test_baseline_cnn_outputs_logits_and_max_pooled_raw_conv3_features():
+    # feats were once pooled after conv3's batch norm and ReLU (so never negative); they now
+    # come from conv3's raw output, as the authors' model: the hooks check both ends
     model = models.BaselineCNN().eval()
-    block_outputs = []
-    model.convs[-1].register_forward_hook(lambda m, i, out: block_outputs.append(out))
+    conv3, block = model.convs[-3], model.convs[-1]
+    assert isinstance(conv3, nn.Conv2d) and conv3.out_channels == 48
+    outputs = {}
+    conv3.register_forward_hook(lambda m, i, out: outputs.setdefault("conv3", out))
+    block.register_forward_hook(lambda m, i, out: outputs.setdefault("block", out))
     logits, feats = model(patches(5, 96, 100))
     assert logits.shape == (5, 20)
     assert feats.shape == (5, model.feature_dim) == (5, 48)
-    (maps,) = block_outputs
-    assert maps.shape == (5, 48, 24, 6)
-    assert torch.equal(feats, maps.amax(dim=(2, 3)))
-    assert torch.all(feats >= 0)  # taken after the block's ReLU
+    assert outputs["block"].shape == outputs["conv3"].shape == (5, 48, 24, 6)
+    assert torch.equal(feats, outputs["conv3"].amax(dim=(2, 3)))
+    assert torch.equal(logits, model.head(outputs["block"]))  # the head sees BN and ReLU
+    assert (feats < 0).any()  # signed: pairs are no longer confined within pi/2 of each other
 
 
 def test_baseline_cnn_other_sizes_and_bad_input():

@@ -51,6 +51,16 @@ def test_the_validation_split_trains_and_validates_every_class_it_can():
     assert np.bincount(labels[train_rows // 10]).tolist() == [1, 1, 2, 17, 85]
 
 
+def test_whole_batches_drop_the_partial_one_but_keep_a_set_smaller_than_a_batch():
+    """As the authors' drop_last, except that a validation set smaller than one batch is still
+    measured (in one smaller batch) rather than not at all."""
+    rng = np.random.default_rng(0)
+    kept = views.whole_batches(np.arange(10), 4, rng)
+    assert len(kept) == 8 and len(set(kept)) == 8 and set(kept) <= set(range(10))
+    assert sorted(views.whole_batches(np.arange(3), 4, rng)) == [0, 1, 2]
+    assert len(views.whole_batches(np.arange(0), 4, rng)) == 0
+
+
 def test_a_subset_smaller_than_its_classes_over_the_fraction_trains(tmp_path, capsys):
     """13 classes of 5 clean clips: 15 % is 10 clips, fewer than the classes."""
     data_dir = labelled_dataset(tmp_path, {f"C{k}": 5 for k in range(13)})

@@ -136,6 +136,23 @@ def test_supervised_runs_with_validation_split(smoke_data, tmp_path):
     assert 0 <= summary["test_micro"] <= 1
 
 
+@pytest.mark.parametrize("alpha", [1.0, 0.7])
+def test_supervised_validation_loss_is_on_the_training_scale(smoke_data, tmp_path, alpha):
+    """The angular term is a sum over a batch's pairs: measured in batches larger than the
+    training ones, it grows with the square of their size.
+
+    Batches of 4 and patches every 16 frames make the validation set a few batches long; a
+    margin of 2 rad counts nearly every different-label pair, as the paper's scale does the
+    same-label ones (the smoke validation set holds one clip per class).
+    """
+    cfg = config.profile_config(
+        "supervised", "smoke", data_dir=str(smoke_data), subset="all", alpha=alpha, epochs=2,
+        margin=2.0, batch_size=4, train_hop=16,
+    )  # fmt: skip
+    metrics = train.supervised(cfg, runs_dir=tmp_path, progress=False).metrics()
+    assert (metrics["val_loss"] / metrics["loss"]).between(1 / 3, 3).all(), metrics
+
+
 def test_bad_configs_fail_clearly(smoke_data, tmp_path):
     with pytest.raises(ValueError, match="no data_dir"):
         train.pretrain(config.profile_config("pretrain", "smoke"), runs_dir=tmp_path)
