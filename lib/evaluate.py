@@ -155,27 +155,6 @@ def accuracy_report(
     }
 
 
-# ----------------------------------------------------------------------------- paired seeds
-
-# Notebook 04 calls this one; stats.resolvable_difference is the exact (noncentral t) version.
-
-
-def resolvable_difference(
-    std: float, n: int, *, confidence: float = 0.95, power: float = 0.8
-) -> float:
-    """Smallest mean paired difference that n seeds detect with the given power.
-
-    std is the standard deviation of the per-seed differences. Normal approximation of a
-    two-sided test: (z_{1 - (1 - confidence)/2} + z_power) * std / sqrt(n); slightly optimistic
-    below about 10 seeds, where the t-distribution's heavier tails apply.
-    """
-    if std < 0 or n < 1:
-        raise ValueError(f"need std >= 0 and n >= 1, got std={std}, n={n}")
-    if not 0 < power < 1:
-        raise ValueError(f"power must be in (0, 1), got {power}")
-    return (_confidence(confidence) + float(stats.norm.ppf(power))) * std / math.sqrt(n)
-
-
 # ----------------------------------------------------------------------------- linear probe
 
 

@@ -9,7 +9,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy import stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.neighbors import KNeighborsClassifier
@@ -21,7 +20,6 @@ from aclaudio.evaluate import (
     clip_probabilities,
     knn_predict,
     pair_angles,
-    resolvable_difference,
     tolerance,
     uniformity,
 )
@@ -125,22 +123,6 @@ def test_accuracy_report_bootstrap_matches_explicit_resampling():
 def test_accuracy_report_bad_input(y_true, y_pred, message):
     with pytest.raises(ValueError, match=message):
         accuracy_report(np.array(y_true), np.array(y_pred), n_classes=3)
-
-
-# ----------------------------------------------------------------------------- paired seeds
-
-
-def test_resolvable_difference():
-    # The normal approximation, kept while notebook 04 calls it (exact one: test_stats.py).
-    # (1.959964 + 0.841621) / sqrt(4) for a standard deviation of 1
-    assert resolvable_difference(1.0, 4) == pytest.approx(2.801585 / 2, abs=1e-6)
-    delta = resolvable_difference(3.2, 20, confidence=0.9, power=0.9)
-    z = stats.norm.ppf(0.95)
-    assert stats.norm.cdf(delta * math.sqrt(20) / 3.2 - z) == pytest.approx(0.9)  # the power
-    with pytest.raises(ValueError):
-        resolvable_difference(-1.0, 4)
-    with pytest.raises(ValueError):
-        resolvable_difference(1.0, 4, power=1.0)
 
 
 # ----------------------------------------------------------------------------- linear probe
