@@ -123,7 +123,9 @@ def accuracy_report(
     Wilson interval. Macro (balanced) accuracy, the mean recall over the classes present in
     y_true, gets a percentile bootstrap interval that resamples clips within each true class
     (stratified: the test set's class counts are fixed by design, and every replicate keeps
-    every class). `per_class` is None for classes absent from y_true. All values are JSON-able.
+    every class). `per_class` is None for classes absent from y_true. `y_true` and `y_pred` are
+    kept, clip by clip, so that runs can later be compared over test clips as well as seeds
+    (stats.hierarchical_bootstrap). All values are JSON-able.
     """
     y_true = _labels(y_true, "y_true", n_classes=n_classes)
     y_pred = _labels(y_pred, "y_pred", n_classes=n_classes, length=len(y_true))
@@ -152,6 +154,8 @@ def accuracy_report(
         "per_class": [float(h / s) if s else None for h, s in zip(hits, support, strict=True)],
         "support": support.tolist(),
         "confusion": confusion.tolist(),
+        "y_true": y_true.tolist(),
+        "y_pred": y_pred.tolist(),
     }
 
 

@@ -20,6 +20,8 @@ from nbconvert import HTMLExporter
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 
 from .atomic import atomic_write_text
+from .conclusions import write_readme_headline
+from .study import REPO
 
 #: The README's figure: linear-evaluation accuracy over the alpha x margin grid (notebook 04).
 KEY_FIGURE = "04_ablation-heatmap.png"
@@ -154,7 +156,8 @@ NT-Xent, where the margin plays no role).</figcaption>
 
 def write_report(results: str | Path) -> dict:
     """Render RESULTS/notebooks/*.ipynb to RESULTS/report/: one page per notebook and an index
-    with the key figure and the headline table. Returns what it wrote."""
+    with the key figure and the headline table; for this checkout's results/cpu/, also the
+    README's headline (README shows the cpu profile's numbers). Returns what it wrote."""
     results = Path(results)
     notebooks = sorted((results / "notebooks").glob("*.ipynb"))
     if not notebooks:
@@ -174,4 +177,7 @@ def write_report(results: str | Path) -> dict:
         out / "index.html", _page(f"aclaudio: the study ({results.name})", index, nav=False)
     )
     size = sum(f.stat().st_size for f in out.iterdir())
-    return {"report": str(out), "pages": ["index.html", *pages], "bytes": size}
+    written = {"report": str(out), "pages": ["index.html", *pages], "bytes": size}
+    if results.resolve() == (REPO / "results" / "cpu").resolve():
+        written["readme_headline_changed"] = write_readme_headline(REPO / "README.md", results)
+    return written

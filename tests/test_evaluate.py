@@ -91,6 +91,7 @@ def test_accuracy_report_by_hand_and_against_sklearn():
     assert report["confusion"] == [[3, 1, 0, 0], [1, 1, 0, 0], [0, 0, 3, 1], [0, 0, 0, 0]]
     assert report["support"] == [4, 2, 4, 0]
     assert report["micro_ci"] == pytest.approx(list(wilson_interval(7, 10)))
+    assert (report["y_true"], report["y_pred"]) == (y_true.tolist(), y_pred.tolist())
     json.dumps(report, allow_nan=False)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -31,3 +32,17 @@ def test_notebook_runs_in_the_smoke_profile(notebook, smoke_study):
         if any(word in name for word in ("accuracy", "micro", "macro")):
             assert 0 <= value <= 1, (name, value)
     assert list((results / "figures").glob(f"{notebook.stem}-*.png")), "no figure written"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_executed_notebook_ends_on_a_conclusion_and_names_no_machine_path(notebook, smoke_study):
+    executed = nbformat.read(execute_smoke_notebook(notebook, smoke_study), as_version=4)
+    last = executed.cells[-1]
+    assert last.cell_type == "code", "the notebook does not end on its generated conclusion"
+    assert any("text/markdown" in o.get("data", {}) for o in last.outputs)
+    machine = [str(Path(__file__).resolve().parent.parent), str(Path.home()), str(smoke_study)]
+    for cell in executed.cells:
+        for output in cell.get("outputs", []):
+            text = json.dumps(output)
+            for path in machine:
+                assert path not in text, (path, text[:300])
