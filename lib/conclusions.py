@@ -76,7 +76,7 @@ def comparisons(paired: pd.DataFrame) -> str:
         if _resolved(r["ci"]) and not _resolved(r["bootstrap_ci"])
     ]
     n = len(paired)
-    summary = f"Of these {n} comparison{'s' if n > 1 else ''}, "
+    summary = f"Of these {n} comparisons, " if n > 1 else "Of this comparison, "
     if both:
         verb = "is" if len(both) == 1 else "are"
         summary += f"{len(both)} {verb} resolved by both intervals ({', '.join(both)})"

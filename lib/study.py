@@ -180,6 +180,12 @@ def run_store(path: str | Path | None = None) -> Path:
     return Path(path or os.environ.get(RUNS_ENV) or REPO / "runs")
 
 
+def _warning_without_path(message, category, filename, lineno, line=None) -> str:
+    """A warning as its category and message: in a notebook, the file that raised it is a path
+    of the machine that ran it, which a reader of the executed copy has no use for."""
+    return f"{category.__name__}: {message}\n"
+
+
 class Setup(NamedTuple):
     """What every notebook works with: where its results go, its dataset, its run store and
     the study's grids for its profile."""
@@ -203,9 +209,12 @@ def setup(
     The dataset defaults to the profile's built-in one, generated on first use (not for a
     notebook that reads no dataset: needs_data=False); figures take the project's style.
     """
+    import warnings
+
     from .plots import use_style
 
     use_style()
+    warnings.formatwarning = _warning_without_path
     return Setup(
         results=results_dir(profile, results_root or None),
         data_dir=data_dir or (builtin_data(profile) if needs_data else ""),
