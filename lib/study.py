@@ -3,10 +3,10 @@
 A profile scales every notebook at once: its training settings are profiles.PROFILES (the same
 runs as `aclaudio pretrain --profile P`), its grids of seeds, alphas, margins and subsets are
 STUDY below. smoke runs in seconds for the tests, cpu runs the whole study on the built-in
-dataset in about half an hour on two cores, paper runs FSDnoisy18k with the full alpha x margin
-grid and several seeds on a GPU. Notebooks call these functions instead of building configs
-themselves, so every notebook of a profile sees the same runs (and reuses them from the run
-store).
+dataset in about an hour and a half on two idle cores, paper runs FSDnoisy18k with the full
+alpha x margin grid and several seeds on a GPU. Notebooks call these functions instead of
+building configs themselves, so every notebook of a profile sees the same runs (and reuses
+them from the run store).
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ STUDY = {
         supervised_subsets=("clean", "all"),
         curve_steps=(3, 6),
     ),
-    # cpu: the headline comparison at 5 seeds, a coarse alpha x margin grid at 2 (about 90
-    # minutes on two cores with the control and the supervised runs: docs/protocol.md)
+    # cpu: the headline comparison at 5 seeds, a coarse alpha x margin grid at 2 (with the
+    # control, the length curve and the supervised runs about 90 minutes on two idle cores)
     "cpu": StudySettings(seeds=(0, 1, 2, 3, 4), margins=(0.25, 0.5, 1.0), ablation_seeds=(0, 1)),
     "paper": StudySettings(
         seeds=(0, 1, 2),
