@@ -3,20 +3,23 @@
 # exist, then execute every notebook in notebooks/ with papermill, in order, and render them as a
 # static web page (results/<profile>/report/).
 #
-#   ./run_all.sh [--profile smoke|cpu|paper] [--data-dir DIR]
+#   ./run_all.sh [--profile smoke|cpu|paper] [--data-dir DIR] [--jobs N]
 #
 # Default: the cpu profile on the built-in dataset, generated on first use under data/.
 # --profile paper expects --data-dir pointing at FSDnoisy18k (`aclaudio download fsdnoisy18k`).
+# --jobs N: the notebooks' grids run N at a time in local processes (default 1: in the kernel).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 profile=cpu
 data_dir=""
+jobs=1
 while [[ $# -gt 0 ]]; do
     case $1 in
         --profile) profile=$2; shift 2 ;;
         --data-dir) data_dir=$2; shift 2 ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        --jobs) jobs=$2; shift 2 ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
         *) echo "run_all.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -37,6 +40,7 @@ aclaudio data summary "$data_dir" | tail -n 1 | cut -c1-300
 aclaudio features "$data_dir" --preset "$preset" | tail -n 1
 
 export ACLAUDIO_RUNS=${ACLAUDIO_RUNS:-$PWD/runs}   # the run store: finished runs are reused
+export ACLAUDIO_JOBS=$jobs   # sweep.run_grid's default executor: local with N processes if N > 1
 out=results/$profile/notebooks
 mkdir -p "$out"
 start=$SECONDS

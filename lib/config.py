@@ -60,13 +60,15 @@ class PretrainConfig(DataRun):
     margin: float = 0.5
     temperature: float = 0.2
     reduction: str = "sum/25"
-    # optimisation
+    # optimisation; with steps > 0 a run makes exactly that many SGD steps whatever the size of
+    # its dataset, in as many epochs as they need, the last one cut short (train.epoch_steps)
     epochs: int = 30
+    steps: int = 0
     batch_size: int = 128
     lr: float = 0.03
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    lr_milestones: tuple[int, ...] = ()
+    lr_milestones: tuple[int, ...] = ()  # epochs, with or without a step budget
     lr_gamma: float = 0.1
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # the authors' choices below; the alternatives are ours before we matched them
@@ -77,6 +79,9 @@ class PretrainConfig(DataRun):
     monitor: str = "patch_vote_z"
     knn_k: int = 200
     knn_every: int = 1
+    # the whole model saved after these steps (at the end of the epoch that reaches each), for
+    # probe.curve: accuracy against training length in one run
+    snapshot_steps: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name, choices in (("background", BACKGROUNDS), ("monitor", MONITORS)):
@@ -84,6 +89,11 @@ class PretrainConfig(DataRun):
                 raise ValueError(
                     f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}"
                 )
+        if self.steps < 0 or (self.epochs == 0 and self.steps):
+            raise ValueError(
+                f"steps must be 0 (epochs decide) or positive, and 0 with epochs = 0 (no "
+                f"training, the random-init run); got steps={self.steps}, epochs={self.epochs}"
+            )
 
 
 @dataclass(frozen=True)

@@ -207,6 +207,27 @@ def acl(
     h: encoder outputs, z: projection-head outputs; without z (no head) both terms use h.
     alpha = 1 gives exactly nt_xent, alpha = 0 exactly angular_margin.
     """
+    contrastive, angular = acl_terms(
+        h1, h2, z1, z2, alpha=alpha, margin=margin, temperature=temperature,
+        reduction=reduction, gather=gather,
+    )  # fmt: skip
+    return contrastive + angular
+
+
+def acl_terms(
+    h1: Tensor,
+    h2: Tensor,
+    z1: Tensor | None = None,
+    z2: Tensor | None = None,
+    *,
+    alpha: float = 0.3,
+    margin: float = 0.5,
+    temperature: float = 0.2,
+    reduction: str = "sum/25",
+    gather: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """ACL's two terms as they enter its sum, alpha * nt_xent and (1 - alpha) * angular_margin
+    (`acl`'s arguments): apart, to see which one drives training."""
     if (z1 is None) != (z2 is None):
         raise ValueError("pass both z1 and z2 (projection-head outputs) or neither")
     _check_range("alpha", alpha, 0.0, 1.0)
@@ -214,7 +235,7 @@ def acl(
         z1, z2 = h1, h2
     contrastive = nt_xent(z1, z2, temperature=temperature, gather=gather)
     angular = angular_margin(h1, h2, margin=margin, reduction=reduction, gather=gather)
-    return alpha * contrastive + (1 - alpha) * angular
+    return alpha * contrastive, (1 - alpha) * angular
 
 
 @_full_precision

@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -160,20 +161,24 @@ def reestimate_batchnorm(encoder: nn.Module, batches) -> nn.Module:
 
 def prepare_encoder(run: Run, model, data: TrainingData, config, device) -> int:
     """Load the run's best (else last) weights and re-estimate the encoder's batch-norm
-    statistics on un-augmented training patches, as the authors' linear evaluation sees them;
-    returns the weights' epoch. Every rank of a distributed run calls it (synchronised batch
-    norm)."""
+    statistics (`fit_batchnorm`); returns the weights' epoch. Every rank of a distributed run
+    calls it (synchronised batch norm)."""
     best_epoch = run.load_weights(model)
-    with autocast(device, config.amp):
-        reestimate_batchnorm(model.encoder, plain_training_batches(data, config, device))
+    fit_batchnorm(model, data, config, device)
     return best_epoch
 
 
-def evaluate_run(run: Run, model, data: TrainingData, config, device, best_epoch: int) -> dict:
-    """The linear evaluation of a pretraining run whose encoder `prepare_encoder` set up: every
-    patch embedded once, the classifier trained on the training subset's labels and its epoch
-    chosen by balanced accuracy on the monitor subset. Writes evaluation.json and the test
-    clips' embeddings; returns the run's summary columns."""
+def fit_batchnorm(model, data: TrainingData, config, device) -> None:
+    """Re-estimate the encoder's batch-norm statistics on un-augmented training patches, as the
+    authors' linear evaluation sees them."""
+    with autocast(device, config.amp):
+        reestimate_batchnorm(model.encoder, plain_training_batches(data, config, device))
+
+
+def probe_encoder(model, data: TrainingData, config, device) -> tuple[dict, PatchEmbeddings]:
+    """The linear evaluation of the encoder as it is: every patch embedded once, the classifier
+    trained on the training subset's labels and its epoch chosen by balanced accuracy on the
+    monitor subset. Returns the report and the test patches' embeddings."""
     train, select, test = (
         PatchEmbeddings(emb, clip_of_patch, data.targets(np.unique(clip_of_patch)))
         for emb, clip_of_patch in (
@@ -184,6 +189,14 @@ def evaluate_run(run: Run, model, data: TrainingData, config, device, best_epoch
     report = linear_evaluation(
         train, select, test, data.n_classes, ProbeSettings(seed=config.seed), device=device
     )
+    return report, test
+
+
+def evaluate_run(run: Run, model, data: TrainingData, config, device, best_epoch: int) -> dict:
+    """The linear evaluation (`probe_encoder`) of a pretraining run whose encoder
+    `prepare_encoder` set up. Writes evaluation.json and the test clips' embeddings; returns
+    the run's summary columns."""
+    report, test = probe_encoder(model, data, config, device)
     test_h = clip_embeddings(test.emb, test.clip_of_patch)
     test_z = project(model, test_h, device)
     np.savez_compressed(run.path / "test_embeddings.npz", h=test_h, z=test_z, target=test.labels)
@@ -203,3 +216,22 @@ def relinear_evaluation(run: Run, *, progress: bool = True) -> dict:
     model, data, device = load_pretrained(run, progress=progress)
     best_epoch = prepare_encoder(run, model, data, run.config, device)
     return evaluate_run(run, model, data, run.config, device, best_epoch)
+
+
+def curve(run: Run, *, progress: bool = True) -> pd.DataFrame:
+    """The linear evaluation of each snapshot of a run (PretrainConfig.snapshot_steps), as a
+    finished run's own: how accuracy grows with the number of training steps.
+
+    One row per snapshot: step, the test accuracies with their intervals (result_columns) and
+    select_macro (the monitor subset's balanced accuracy that chose the probe's epoch).
+    """
+    model, data, device = load_pretrained(run, progress=progress)
+    steps = sorted(int(file.stem.removeprefix("step-")) for file in run.path.glob("step-*.pt"))
+    rows = []
+    for step in steps:
+        model.load_state_dict(run.load_checkpoint(f"step-{step}")["model"])
+        fit_batchnorm(model, data, run.config, device)
+        report, _ = probe_encoder(model, data, run.config, device)
+        select = report["select_macro"]
+        rows.append({"step": step, **result_columns(report), "select_macro": select})
+    return pd.DataFrame(rows)

@@ -3,14 +3,17 @@
 A profile scales every notebook at once: its training settings are profiles.PROFILES (the same
 runs as `aclaudio pretrain --profile P`), its grids of seeds, alphas, margins and subsets are
 STUDY below. smoke runs in seconds for the tests, cpu runs the whole study on the built-in
-dataset in about half an hour on two cores, paper runs FSDnoisy18k with the full alpha x margin
-grid and several seeds on a GPU. Notebooks call these functions instead of building configs
-themselves, so every notebook of a profile sees the same runs (and reuses them from the run
-store).
+dataset in about an hour and a half on two idle cores, paper runs FSDnoisy18k with the full
+alpha x margin grid and several seeds on a GPU. Notebooks call these functions instead of
+building configs themselves, so every notebook of a profile sees the same runs (and reuses
+them from the run store).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -18,7 +21,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_write_text
 from .config import config_dict, profile_config
+from .plots import use_style
+from .runs import RUNS_ENV
+from .stats import hierarchical_bootstrap, paired_difference, resolvable_difference, verdict
+from .synth import synthesize
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,6 +41,12 @@ class StudySettings:
     supervised_subsets: tuple[str, ...] = ("clean", "noisy", "noisy_small", "all")
     supervised_alphas: tuple[float, ...] = (0.7, 1.0)
     supervised_seeds: tuple[int, ...] = (0,)
+    # the ACL cell (acl_alpha, m 0.5) again with these reductions of the angular term, at the
+    # ablation seeds: "mean" keeps the terms' balance whatever the batch ("sum/25" is the
+    # paper's balance at its batch of 128, which the cpu profile keeps)
+    reduction_controls: tuple[str, ...] = ("mean",)
+    # one long ACL run (seed 0) probed at these steps: how long pretraining must be
+    curve_steps: tuple[int, ...] = (100, 250, 500, 1000, 1500, 2000)
 
 
 STUDY = {
@@ -41,8 +55,11 @@ STUDY = {
         alphas=(0.5, 1.0),
         margins=(0.5, 1.0),
         supervised_subsets=("clean", "all"),
+        curve_steps=(3, 6),
     ),
-    "cpu": StudySettings(seeds=(0, 1, 2), ablation_seeds=(0, 1)),
+    # cpu: the headline comparison at 5 seeds, a coarse alpha x margin grid at 2 (with the
+    # control, the length curve and the supervised runs about 90 minutes on two idle cores)
+    "cpu": StudySettings(seeds=(0, 1, 2, 3, 4), margins=(0.25, 0.5, 1.0), ablation_seeds=(0, 1)),
     "paper": StudySettings(
         seeds=(0, 1, 2),
         alphas=tuple(round(0.1 * i, 1) for i in range(11)),
@@ -74,12 +91,21 @@ def supervised_config(profile: str, data_dir: str | Path, **overrides: Any):
 def comparison_configs(profile: str, data_dir: str | Path) -> dict[str, list]:
     """Notebook 02's runs per method, paired by seed: random init, NT-Xent and ACL."""
     study = settings(profile)
-    methods = {"random init": dict(epochs=0), "NT-Xent": dict(alpha=1.0),
+    methods = {"random init": dict(epochs=0, steps=0), "NT-Xent": dict(alpha=1.0),
                "ACL": dict(alpha=study.acl_alpha)}  # fmt: skip
     return {
         name: [pretrain_config(profile, data_dir, seed=seed, **values) for seed in study.seeds]
         for name, values in methods.items()
     }
+
+
+def length_curve_config(profile: str, data_dir: str | Path):
+    """The run of probe.curve: ACL at seed 0, as long as the last step of the curve, snapshots
+    at the others; its own length whatever the profile's, so that it stays in the run store
+    when the profile's length is chosen from it."""
+    steps = settings(profile).curve_steps
+    return pretrain_config(profile, data_dir, alpha=settings(profile).acl_alpha, seed=0,
+                           steps=max(steps), snapshot_steps=steps)  # fmt: skip
 
 
 def supervised_configs(profile: str, data_dir: str | Path) -> list:
@@ -113,6 +139,19 @@ def ablation_configs(profile: str, data_dir: str | Path) -> list:
     return configs
 
 
+def control_configs(profile: str, data_dir: str | Path) -> list:
+    """The ACL cell of the comparison (acl_alpha, margin 0.5) with each control reduction of
+    the angular term, at the ablation seeds (paired with the grid's runs of that cell)."""
+    study = settings(profile)
+    return [
+        pretrain_config(
+            profile, data_dir, seed=seed, alpha=study.acl_alpha, margin=0.5, reduction=reduction
+        )  # fmt: skip
+        for reduction in study.reduction_controls
+        for seed in study.ablation_seeds
+    ]
+
+
 def results_dir(profile: str, root: str | Path | None = None) -> Path:
     """results/<profile>/ of this checkout (figures/, tables/, notebooks/ beneath)."""
     path = Path(root or REPO / "results") / profile
@@ -123,10 +162,6 @@ def results_dir(profile: str, root: str | Path | None = None) -> Path:
 
 def write_metrics(results: str | Path, notebook: str, metrics: dict[str, float]) -> Path:
     """Record a notebook's key numbers in tables/<notebook>.metrics.json (checked by the tests)."""
-    import json
-
-    from .atomic import atomic_write_text
-
     path = Path(results) / "tables" / f"{notebook}.metrics.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps({k: float(v) for k, v in metrics.items()}, indent=1))
@@ -135,8 +170,6 @@ def write_metrics(results: str | Path, notebook: str, metrics: dict[str, float])
 
 def builtin_data(profile: str, root: str | Path | None = None) -> str:
     """The built-in dataset of a profile (smoke for smoke, cpu otherwise), generated if missing."""
-    from .synth import synthesize
-
     size = "smoke" if profile == "smoke" else "cpu"
     path = Path(root or REPO / "data") / f"builtin-{size}"
     synthesize(path, profile=size, seed=0, progress=False)
@@ -153,8 +186,6 @@ def compare_paired(
     seeds resolve (stats.resolvable_difference at the spread of their differences). One seed:
     the plain difference and a verdict that says no interval can be given.
     """
-    from .stats import paired_difference, resolvable_difference
-
     seeds = sorted(set(a.index) & set(b.index))
     if not seeds:
         raise ValueError(f"{names[0]} and {names[1]} share no seed")
@@ -173,10 +204,6 @@ def compare_paired(
 def run_store(path: str | Path | None = None) -> Path:
     """The run store for notebooks: the argument, else $ACLAUDIO_RUNS, else runs/ of this
     checkout (not of the notebook's working folder)."""
-    import os
-
-    from .runs import RUNS_ENV
-
     return Path(path or os.environ.get(RUNS_ENV) or REPO / "runs")
 
 
@@ -209,10 +236,6 @@ def setup(
     The dataset defaults to the profile's built-in one, generated on first use (not for a
     notebook that reads no dataset: needs_data=False); figures take the project's style.
     """
-    import warnings
-
-    from .plots import use_style
-
     use_style()
     warnings.formatwarning = _warning_without_path
     return Setup(
@@ -240,7 +263,6 @@ def paired_correctness(runs_a: list, runs_b: list) -> Correctness:
     Every run must have been scored on the same test clips, in the same order: a t-interval
     over seeds ignores the test set's sampling error, a bootstrap over these arrays does not.
     """
-    import json
 
     def by_seed(runs: list) -> dict[int, dict]:
         return {run.config.seed: json.loads((run.path / "evaluation.json").read_text())
@@ -268,7 +290,6 @@ def compare_runs(runs_a: list, runs_b: list, names: tuple[str, str], *,
     """Two methods' runs paired by seed, compared two ways: the t-interval over seeds with the
     difference those seeds resolve (compare_paired), and the hierarchical bootstrap over seeds
     and test clips (stats.hierarchical_bootstrap), each with its verdict."""
-    from .stats import hierarchical_bootstrap, verdict
 
     def micro(runs: list) -> pd.Series:
         return pd.Series({run.config.seed: run.summary()["test_micro"] for run in runs})

@@ -1,15 +1,18 @@
 """A grid of run configs, executed in this process, in local subprocesses or on SLURM.
 
 Execution goes through submitit (`executor="local"` or `"slurm"`), or straight in this process
-(`"inline"`, the default on a laptop: no start-up cost per run). Finished runs are skipped
-before anything is submitted, and every run lands in the same run store and results table,
-so a grid can be extended, interrupted and resumed freely.
+(`"inline"`, the default on a laptop: no start-up cost per run). $ACLAUDIO_JOBS = N > 1 makes
+the default the local executor with N processes: how `run_all.sh --jobs N` parallelises the
+notebooks' grids. Finished runs are skipped before anything is submitted, a run listed twice
+is submitted once, and every run lands in the same run store and results table, so a grid can
+be extended, interrupted and resumed freely.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,8 @@ from tqdm.auto import tqdm
 
 from .config import kind_of
 from .runs import Run, open_run, runs_root
+
+JOBS_ENV = "ACLAUDIO_JOBS"
 
 
 def grid(base, **axes: list[Any]) -> list:
@@ -51,8 +56,8 @@ def run_grid(
     configs: list,
     *,
     runs_dir: str | Path | None = None,
-    executor: str = "inline",
-    parallel: int = 1,
+    executor: str | None = None,
+    parallel: int | None = None,
     slurm_partition: str | None = None,
     gpus_per_job: int = 1,
     minutes: int = 240,
@@ -62,11 +67,17 @@ def run_grid(
 
     inline: one after another in this process. local: submitit's LocalExecutor, `parallel`
     subprocesses at a time. slurm: one SLURM job per run (array), `gpus_per_job` GPUs,
-    `minutes` of wall time, on `slurm_partition`.
+    `minutes` of wall time, on `slurm_partition`. Without an executor: $ACLAUDIO_JOBS decides
+    (module doc);
+    `parallel` above 1 alone means local.
     """
+    parallel = parallel or int(os.environ.get(JOBS_ENV) or 1)
+    executor = executor or ("local" if parallel > 1 else "inline")
     store = runs_root(runs_dir)
     runs = [open_run(config, store) for config in configs]
-    todo = [config for config, run in zip(configs, runs, strict=True) if not run.finished]
+    unfinished = {run.path: config for config, run in zip(configs, runs, strict=True)
+                  if not run.finished}  # fmt: skip
+    todo = list(unfinished.values())  # one job per run, however often the grid lists it
     logs, errors = Path(logs_dir or store / "submitit"), []
     if todo and executor == "inline":
         for config in tqdm(todo, desc="runs", unit="run"):

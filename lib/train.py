@@ -105,8 +105,10 @@ def _pretrain(run: Run, config: PretrainConfig, progress: bool) -> Run:
     modules = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
     state = restore(run, modules)
     best = state.get("best", -math.inf)
+    plan = epoch_steps(config, data)
 
-    for epoch in range(state.get("epoch", -1) + 1, config.epochs):
+    for epoch in range(state.get("epoch", -1) + 1, len(plan)):
+        grad_norms: dict[str, float] = {}
         loss, n_steps, seconds = contrastive_epoch(
             step_model,
             optimizer,
@@ -115,6 +117,7 @@ def _pretrain(run: Run, config: PretrainConfig, progress: bool) -> Run:
             epoch,
             device,
             run=run,
+            grad_norms=grad_norms,
             progress=progress and rank == 0,
         )
         scheduler.step()
@@ -122,20 +125,25 @@ def _pretrain(run: Run, config: PretrainConfig, progress: bool) -> Run:
             barrier()
             continue
         lr, clips_per_s = optimizer.param_groups[0]["lr"], n_steps * config.batch_size / seconds
+        steps = sum(plan[: epoch + 1])
         row = {
             "epoch": epoch,
+            "steps": steps,
             "loss": loss,
             "lr": lr,
             "seconds": seconds,
             "clips_per_s": clips_per_s,
+            **grad_norms,
         }
-        if (epoch + 1) % config.knn_every == 0 or epoch == config.epochs - 1:
+        if (epoch + 1) % config.knn_every == 0 or epoch == len(plan) - 1:
             row |= knn_monitor(model, data, config, device)
             if config.monitor != "last":  # else no best.pt: the last checkpoint is evaluated
                 row["knn_balanced_acc"] = row[f"knn_{config.monitor}"]
                 if row["knn_balanced_acc"] > best:
                     best = row["knn_balanced_acc"]
                     run.save_checkpoint({"model": model.state_dict(), "epoch": epoch}, "best")
+        if any(steps - n_steps < s <= steps for s in config.snapshot_steps):
+            run.save_checkpoint({"model": model.state_dict(), "epoch": epoch}, f"step-{steps}")
         run.log_epoch(row)
         run.save_checkpoint(capture(modules, epoch=epoch, best=best))
         barrier()
@@ -144,7 +152,25 @@ def _pretrain(run: Run, config: PretrainConfig, progress: bool) -> Run:
     if rank != 0:  # norm may be synchronised across them (SyncBatchNorm on GPUs)
         return run
     summary = probe.evaluate_run(run, model, data, config, device, best_epoch)
-    return finish(run, summary | {"warnings": notes}, started, device)
+    summary |= {"finished_epochs": len(plan), "finished_steps": sum(plan), "warnings": notes}
+    return finish(run, summary, started, device)
+
+
+def epoch_steps(config: PretrainConfig, data: TrainingData) -> list[int]:
+    """The SGD steps of each epoch: `epochs` whole ones, or with a step budget as many as it
+    takes, the last cut short, so that the budget means the same training on any dataset.
+
+    An epoch is every training clip once; the last partial batch is dropped, as in SimCLR.
+    """
+    per_epoch = len(data.train_rows) // config.batch_size
+    if per_epoch == 0:
+        raise ValueError(
+            f"batch_size {config.batch_size} exceeds the {len(data.train_rows)} training clips"
+        )
+    if not config.steps:
+        return [per_epoch] * config.epochs
+    whole, rest = divmod(config.steps, per_epoch)
+    return [per_epoch] * whole + [rest] * (rest > 0)
 
 
 def contrastive_epoch(
@@ -157,38 +183,52 @@ def contrastive_epoch(
     *,
     run: Run | None = None,
     max_steps: int | None = None,
+    grad_norms: dict[str, float] | None = None,
     progress: bool = False,
 ) -> tuple[float, int, float]:
-    """One epoch of two-view training (or its first `max_steps` steps, for benchmarks): the
-    mean loss, the number of steps and the seconds taken."""
+    """One epoch of two-view training (its steps from `epoch_steps`, at most `max_steps`, for
+    benchmarks): the mean loss, the number of steps and the seconds taken. `grad_norms`, when
+    given, receives `term_gradient_norms` of the epoch's first batch."""
     seed, rng = seed_epoch(config.seed, epoch)
     generator = torch.Generator(device).manual_seed(seed + rank_and_world()[0])
     mean, std = data.normaliser(device, per_band=False)
     order = rng.permutation(data.train_rows)
-    n_steps = len(order) // config.batch_size  # drop the last partial batch, as SimCLR
-    if n_steps == 0:
-        raise ValueError(f"batch_size {config.batch_size} exceeds the {len(order)} training clips")
-    n_steps = min(n_steps, max_steps or n_steps)
+    plan = epoch_steps(config, data)
+    n_steps = min(plan[epoch], max_steps or plan[epoch])
     batches = contrastive_batches(
         data, order[: n_steps * config.batch_size], config.batch_size, rng, config.background
     )
+    encoder = list(_unwrapped(step_model).encoder.parameters())
+
+    def measure(*embeddings):
+        grad_norms.update(term_gradient_norms(*embeddings, config, encoder))
 
     def loss_of(x1, x2, bg1, bg2):
         with torch.no_grad():
             views = augment.two_views(
                 x1, x2, bg1, bg2, config.augment, mean=mean, std=std, generator=generator
             )
-        return contrastive_loss(step_model, *views, config, device)
+        first = grad_norms is not None and not grad_norms  # the epoch's first batch, if asked
+        return contrastive_loss(
+            step_model, *views, config, device, inspect=measure if first else None
+        )
 
-    loss, seconds = train_epoch(step_model, optimizer, batches, loss_of, n_steps, device,
-                                run=run, epoch=epoch, progress=progress)  # fmt: skip
+    loss, seconds = train_epoch(step_model, optimizer, batches, loss_of, n_steps, device, run=run,
+                                epoch=epoch, epochs=len(plan), progress=progress)  # fmt: skip
     return loss, n_steps, seconds
 
 
 def contrastive_loss(
-    model: nn.Module, v1: torch.Tensor, v2: torch.Tensor, config: PretrainConfig, device
+    model: nn.Module,
+    v1: torch.Tensor,
+    v2: torch.Tensor,
+    config: PretrainConfig,
+    device,
+    *,
+    inspect: Callable[..., None] | None = None,
 ) -> torch.Tensor:
-    """ACL of two batches of views, forwarded in one call (each view apart if the config asks).
+    """ACL of two batches of views, forwarded in one call (each view apart if the config asks);
+    `inspect`, when given, sees the embeddings h1, h2, z1, z2 first.
 
     Under torch.distributed the loss gathers every rank's embeddings (negatives span the
     global batch) and DDP averages the gradients: the step equals the single-process one.
@@ -196,10 +236,36 @@ def contrastive_loss(
     h, z = forward(model, torch.cat([v1, v2]), config, device, views_apart=config.views_apart)
     h1, h2 = h.float().chunk(2)
     z1, z2 = z.float().chunk(2)
-    return losses.acl(
-        h1, h2, z1, z2, alpha=config.alpha, margin=config.margin,
-        temperature=config.temperature, reduction=config.reduction, gather=is_distributed(),
-    )  # fmt: skip
+    if inspect is not None:
+        inspect(h1, h2, z1, z2)
+    return losses.acl(h1, h2, z1, z2, **loss_settings(config))
+
+
+def loss_settings(config: PretrainConfig) -> dict:
+    """The config's keyword arguments of losses.acl and losses.acl_terms."""
+    return dict(alpha=config.alpha, margin=config.margin, temperature=config.temperature,
+                reduction=config.reduction, gather=is_distributed())  # fmt: skip
+
+
+def term_gradient_norms(h1, h2, z1, z2, config: PretrainConfig, params: list) -> dict[str, float]:
+    """The norm of the gradient that each term of the loss, alpha * NT-Xent and (1 - alpha) *
+    angular margin, puts on `params` (the encoder's): which term drives training.
+
+    Two backward passes through the embeddings' graph, kept for the step's own backward; no
+    parameter's .grad is touched. Under torch.distributed: this rank's share of the batch.
+    """
+    norms = {}
+    terms = losses.acl_terms(h1, h2, z1, z2, **loss_settings(config))
+    for name, term in zip(("grad_ntxent", "grad_angular"), terms, strict=True):
+        grads = torch.autograd.grad(term, params, retain_graph=True)
+        norms[name] = torch.stack([g.norm() for g in grads]).norm().item()
+    return norms
+
+
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The model inside torch.compile's and DDP's wrappers (they share its parameters)."""
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)
 
 
 # ----------------------------------------------------------------------------- supervised
@@ -258,7 +324,8 @@ def _supervised(run: Run, config: SupervisedConfig, progress: bool) -> Run:
         n_steps = math.ceil(len(patches) / config.batch_size)
         batches = labelled_patches(data, patches, config.batch_size)
         loss, seconds = train_epoch(step_model, optimizer, batches, loss_of, n_steps, device,
-                                    run=run, epoch=epoch, progress=progress)  # fmt: skip
+                                    run=run, epoch=epoch, epochs=config.epochs,
+                                    progress=progress)  # fmt: skip
         val_batches = labelled_patches(data, val_patches, config.batch_size)
         val_loss = validation_loss(model, loss_of, val_batches, device)
         if math.isfinite(val_loss):  # without a validation loss the learning rate stays as it is
@@ -338,7 +405,8 @@ def _finetune(run: Run, parent: Run, config: FinetuneConfig, progress: bool) -> 
         n_steps = max(len(order) // config.batch_size, 1)
         batches = labelled_random_patches(data, order[: n_steps * config.batch_size], n_steps, rng)
         loss, seconds = train_epoch(step_model, optimizer, batches, loss_of, n_steps, device,
-                                    run=run, epoch=epoch, progress=progress)  # fmt: skip
+                                    run=run, epoch=epoch, epochs=config.epochs,
+                                    progress=progress)  # fmt: skip
         report = clip_report(classifier, data, data.monitor_rows, device, config.amp)
         if report["micro"] > best:
             best = report["micro"]
@@ -378,13 +446,14 @@ def train_epoch(
     *,
     run: Run | None,
     epoch: int,
+    epochs: int,
     progress: bool,
 ) -> tuple[float, float]:
     """Optimisation steps over the batches (prefetched in a thread): the mean loss and the
     seconds taken. A non-finite loss stops training before it reaches the weights."""
     model.train()
     where = str(run.path) if run else "training"
-    desc = f"{kind_of(run.config)} {run.id} epoch {epoch + 1}/{run.config.epochs}" if run else ""
+    desc = f"{kind_of(run.config)} {run.id} epoch {epoch + 1}/{epochs}" if run else ""
     bar = tqdm(
         prefetch(batches, device), total=n_steps, disable=not progress, desc=desc, leave=False
     )
@@ -423,13 +492,9 @@ def capture(modules: dict[str, object], **extra) -> dict:
 
 def finish(run: Run, summary: dict, started: float, device: torch.device) -> Run:
     """Add the run's row to the results table, then mark it finished with its summary."""
-    summary = summary | {
-        "run": run.id,
-        "kind": kind_of(run.config),
-        "wall_seconds": time.perf_counter() - started,
-        "device": str(device),
-        "finished_epochs": run.config.epochs,
-    }
+    summary = {"finished_epochs": run.config.epochs, **summary, "run": run.id,
+               "kind": kind_of(run.config), "wall_seconds": time.perf_counter() - started,
+               "device": str(device)}  # fmt: skip
     # The row first: a kill between the two leaves an unfinished run, which a rerun completes
     # (replacing its row), never a finished run without its row.
     append_result(config_dict(run.config) | summary, run.path.parent)

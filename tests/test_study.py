@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,7 +25,7 @@ def test_ablation_grid_spans_both_axes_with_paired_seeds(tmp_path):
     assert len({(c.alpha, c.margin) for c in configs if c.alpha == 1}) == 1  # margin moot
     nt_xent = study.comparison_configs("cpu", tmp_path)["NT-Xent"][0]
     assert nt_xent in configs  # notebook 02's NT-Xent run is the grid's: trained once
-    assert all(c.epochs == PROFILES["cpu"]["pretrain"]["epochs"] for c in configs)
+    assert all(c.steps == PROFILES["cpu"]["pretrain"]["steps"] for c in configs)
     paper = study.ablation_configs("paper", tmp_path)
     assert {c.alpha for c in paper} == {round(0.1 * i, 1) for i in range(11)}
     assert {c.encoder for c in paper} == {"resnet18"}
@@ -34,7 +36,25 @@ def test_comparison_runs_are_paired_by_seed(tmp_path):
     assert list(methods) == ["random init", "NT-Xent", "ACL"]
     seeds = [[c.seed for c in configs] for configs in methods.values()]
     assert seeds[0] == seeds[1] == seeds[2] == list(study.settings("cpu").seeds)
-    assert {c.epochs for c in methods["random init"]} == {0}
+    assert {(c.epochs, c.steps) for c in methods["random init"]} == {(0, 0)}
+    assert len(methods["ACL"]) >= 5
+
+
+def test_control_and_length_curve_runs(tmp_path):
+    settings = study.settings("cpu")
+    controls = study.control_configs("cpu", tmp_path)
+    assert [(c.seed, c.reduction) for c in controls] == [
+        (s, "mean") for s in settings.ablation_seeds
+    ]
+    acl = {
+        c.seed: c
+        for c in study.ablation_configs("cpu", tmp_path)
+        if c.alpha == 0.3 and c.margin == 0.5
+    }
+    assert all(dataclasses.replace(c, reduction="sum/25") == acl[c.seed] for c in controls)
+    curve = study.length_curve_config("cpu", tmp_path)
+    assert curve.steps == max(settings.curve_steps) >= PROFILES["cpu"]["pretrain"]["steps"]
+    assert curve.snapshot_steps == settings.curve_steps and curve.alpha == settings.acl_alpha
     with pytest.raises(ValueError, match="unknown profile 'big'"):
         study.settings("big")
 

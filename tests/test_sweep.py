@@ -45,6 +45,20 @@ def test_local_executor_runs_the_grid_once(smoke_data, tmp_path, monkeypatch):
     assert len(extended) == 3 and len(runs.load_results(tmp_path)) == 3  # only seed 2 trained
 
 
+def test_jobs_from_the_environment_run_each_run_once_through_the_local_executor(
+    smoke_data, tmp_path, monkeypatch
+):
+    """`run_all.sh --jobs 2`: the notebooks' plain run_grid calls go through the local executor
+    with two processes; a config listed twice is trained once."""
+    monkeypatch.setenv(sweep.JOBS_ENV, "2")
+    first, second = sweep.grid(base(smoke_data), seed=[0, 1])
+    done = sweep.run_grid([first, second, first], runs_dir=tmp_path)
+    assert all(run.finished for run in done) and done[0].path == done[2].path
+    assert len(list((tmp_path / "submitit").glob("*_log.out"))) == 2  # one job per run
+    table = runs.load_results(tmp_path)
+    assert sorted(table["run"]) == sorted({done[0].id, done[1].id})
+
+
 def test_unknown_executor(smoke_data, tmp_path):
     with pytest.raises(ValueError, match="unknown executor 'cloud'"):
         sweep.run_grid([base(smoke_data)], runs_dir=tmp_path, executor="cloud")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from aclaudio import config, models, runs, synth, train
+from aclaudio import config, features, losses, models, probe, runs, synth, train
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,48 @@ def test_pretrain_runs_evaluates_and_is_reused(smoke_data, tmp_path):
     again = train.pretrain(cfg, runs_dir=tmp_path, progress=False)  # finished: nothing to do
     assert again.path == run.path and (run.path / "finished.json").stat().st_mtime_ns == stamp
     assert len(runs.load_results(tmp_path)) == 1
+
+
+def test_a_step_budget_trains_exactly_that_many_steps_and_snapshots(smoke_data, tmp_path):
+    cfg = smoke_pretrain(smoke_data, alpha=0.3, steps=7, snapshot_steps=(5,))
+    run = train.pretrain(cfg, runs_dir=tmp_path, progress=False)  # 3 steps an epoch
+    assert run.summary()["finished_steps"] == 7 and run.summary()["finished_epochs"] == 3
+    metrics = run.metrics()
+    assert metrics["steps"].tolist() == [3, 6, 7]  # the last epoch cut short
+    assert (metrics[["grad_ntxent", "grad_angular"]] > 0).all(axis=None)
+    assert sorted(p.name for p in run.path.glob("step-*.pt")) == ["step-6.pt"]  # epoch's end
+    curve = probe.curve(run, progress=False)
+    assert curve["step"].tolist() == [6] and 0 <= curve["test_micro"].item() <= 1
+    with pytest.raises(ValueError, match="steps must be 0"):
+        smoke_pretrain(smoke_data, epochs=0, steps=5)  # random init cannot have a budget
+
+
+def test_term_gradient_norms_are_those_of_each_term_alone(smoke_data):
+    cfg = smoke_pretrain(smoke_data, alpha=0.3, amp=False, channels_last=False)
+    model = models.build_contrastive_model(cfg, torch.device("cpu"))
+    generator = torch.Generator().manual_seed(0)
+    preset = features.PRESETS[cfg.preset]
+    v1, v2 = torch.randn(2, 8, 1, preset.n_mels, preset.patch_frames, generator=generator)
+    encoder = list(model.encoder.parameters())
+    measured = {}
+
+    def measure(*embeddings):
+        measured.update(train.term_gradient_norms(*embeddings, cfg, encoder))
+
+    loss = train.contrastive_loss(model, v1, v2, cfg, torch.device("cpu"), inspect=measure)
+    assert all(p.grad is None for p in model.parameters())  # the step's gradient untouched
+    loss.backward()  # the graph was kept for the step
+
+    def norm_alone(term):
+        model.zero_grad()
+        h, z = model(torch.cat([v1, v2]), views_apart=True)
+        term(*h.chunk(2), *z.chunk(2)).backward()
+        return torch.stack([p.grad.norm() for p in encoder]).norm().item()
+
+    ntxent = norm_alone(lambda h1, h2, z1, z2: 0.3 * losses.nt_xent(z1, z2))
+    angular = norm_alone(lambda h1, h2, z1, z2: 0.7 * losses.angular_margin(h1, h2))
+    assert measured["grad_ntxent"] == pytest.approx(ntxent, rel=1e-5)
+    assert measured["grad_angular"] == pytest.approx(angular, rel=1e-5)
 
 
 def test_every_loss_starts_from_the_same_weights(smoke_data):
