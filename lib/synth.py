@@ -35,16 +35,20 @@ from .datasets import AUDIO_DIRS, DOC_DIR, META_DIR
 from .system import usable_cpus
 
 SAMPLE_RATE = 22050
-GENERATOR_VERSION = 1  # bump when a recipe changes: datasets made before are regenerated
+GENERATOR_VERSION = 2  # bump when a recipe changes: datasets made before are regenerated
 
 WRONG_LABEL_RATE = 0.4  # share of the noisy subset whose label is wrong
 PARTNER_SHARE = 0.6  # share of the wrong labels that name the confusable partner class
-# Nuisances, tuned so that a linear probe on clip-mean log-mel trained on the clean subset scores
-# about 50 % on the test set, while models of the temporal structure do far better (test_synth).
+# Nuisances, tuned so that on the cpu profile a linear probe on clip-mean log-mel (clean subset)
+# and one on a randomly initialised encoder both stay well below what self-supervised pretraining
+# reaches, while models of the temporal structure do far better (test_synth).
+SPEED_OCTAVES = 0.5  # each clip's event played up to this much faster or slower, like a tape
 PLACED_PROB = 0.2  # chance that the event fills only part of its clip
-DISTRACTOR_PROB = 0.1  # chance of a quieter event of another class in the background
-DISTRACTOR_DB = (12.0, 24.0)  # how far below the main event it sits
-SNR_DB = (20.0, 40.0)  # event level over the background noise
+OVERLAP_PROB = 0.3  # chance of a second, independent event of the same class on top
+OVERLAP_DB = (0.0, 6.0)  # how far below the first event it sits
+DISTRACTOR_PROB = 0.5  # chance of an event of another class in the background
+DISTRACTOR_DB = (0.0, 12.0)  # how far below the main event it sits
+SNR_DB = (0.0, 20.0)  # event level over the background noise
 PEAK_DB = (-20.0, -1.0)  # peak level of the written clip
 PARALLEL_MIN_SECONDS = 300.0  # below this much audio, starting worker processes costs more
 
@@ -54,7 +58,8 @@ PLAN_STREAM = 2  # random stream of the plan; clips use (seed, 0 = train | 1 = t
 
 @dataclass(frozen=True)
 class Profile:
-    """How many clips, and how long: durations follow a log-normal cut to [min, max] seconds."""
+    """How many clips, and how long: durations follow a log-normal cut to [min, max] seconds,
+    its median that of the profile times the class's relative duration."""
 
     train_per_class: int
     clean_per_class: int
@@ -62,7 +67,7 @@ class Profile:
     median_seconds: float
     max_seconds: float
     min_seconds: float = 0.3
-    log_spread: float = 0.8
+    log_spread: float = 0.7
 
 
 PROFILES = {
@@ -73,8 +78,8 @@ PROFILES = {
         train_per_class=100,
         clean_per_class=10,
         test_per_class=20,
-        median_seconds=1.8,
-        max_seconds=10.0,
+        median_seconds=1.2,
+        max_seconds=30.0,
     ),
 }
 
@@ -92,8 +97,11 @@ def _times(n: int) -> np.ndarray:
 
 
 def _phase(freq: np.ndarray | float, n: int) -> np.ndarray:
-    """Running phase of a tone whose frequency may change every sample (no clicks at changes)."""
-    return 2 * np.pi * np.cumsum(np.broadcast_to(freq, (n,))) / SAMPLE_RATE
+    """Running phase of a tone whose frequency may change every sample (no clicks at changes);
+    a steady tone's directly, as summing is the slow part of the many short pings."""
+    if np.ndim(freq) == 0:
+        return (2 * np.pi * freq / SAMPLE_RATE) * np.arange(1, n + 1)
+    return 2 * np.pi * np.cumsum(freq) / SAMPLE_RATE
 
 
 def _harmonic_tone(freq: np.ndarray | float, amplitudes: list[float], n: int) -> np.ndarray:
@@ -377,19 +385,22 @@ class SoundClass:
     name: str
     partner: str  # the confusable class that wrong labels lean towards
     recipe: Callable[[np.random.Generator, int], np.ndarray]
+    duration: float  # median clip duration relative to the profile's median_seconds
 
 
+# The confusable pairs, each recipe with its relative duration: as in FSDnoisy18k, classes of
+# short events are mostly short clips and steady textures mostly long ones (medians 7x apart).
 PAIRS = [
-    (rising_chirps, falling_chirps),
-    (slow_clicks, fast_clicks),
-    (hiss, hiss_bursts),
-    (rain, crackle),
-    (engine, buzz),
-    (whistle, siren),
-    (organ, plucks),
-    (bell, drip),
-    (wind, rumble),
-    (drone, throb),
+    ((rising_chirps, 0.5), (falling_chirps, 0.5)),
+    ((slow_clicks, 1.0), (fast_clicks, 0.7)),
+    ((hiss, 2.0), (hiss_bursts, 0.8)),
+    ((rain, 2.5), (crackle, 1.5)),
+    ((engine, 2.0), (buzz, 0.7)),
+    ((whistle, 0.6), (siren, 1.5)),
+    ((organ, 1.5), (plucks, 0.6)),
+    ((bell, 1.0), (drip, 0.4)),
+    ((wind, 2.5), (rumble, 1.2)),
+    ((drone, 2.8), (throb, 2.0)),
 ]
 
 
@@ -398,9 +409,9 @@ def _class_name(recipe: Callable) -> str:
 
 
 CLASSES = [
-    SoundClass(_class_name(recipe), _class_name(partner), recipe)
+    SoundClass(_class_name(recipe), _class_name(partner), recipe, duration)
     for pair in PAIRS
-    for recipe, partner in (pair, pair[::-1])
+    for (recipe, duration), (partner, _) in (pair, pair[::-1])
 ]
 CLASS_NAMES = [c.name for c in CLASSES]
 
@@ -420,16 +431,27 @@ def _place(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
     return kept
 
 
+def _event(rng: np.random.Generator, sound: SoundClass, n: int) -> np.ndarray:
+    """One event of the class at unit level, played faster or slower (pitch and rate together):
+    rendered to another length and resampled through the spectrum (fast lengths, no aliasing)."""
+    size = next_fast_len(n, real=True)
+    speed = 2 ** rng.uniform(-SPEED_OCTAVES, SPEED_OCTAVES)
+    rendered = sound.recipe(rng, next_fast_len(round(size * speed), real=True))
+    return _unit(_place(rng, np.fft.irfft(np.fft.rfft(rendered), size)[:n]))
+
+
 def _render(task: tuple[str, int, float, tuple[int, ...]]) -> None:
-    """Event (+ perhaps a quieter distractor) over coloured noise, peak level varied; to wav."""
+    """Event (+ perhaps a second one, a distractor of another class) over coloured noise, peak
+    level varied; to wav."""
     path, class_index, seconds, entropy = task
     rng = np.random.default_rng(entropy)
     n = round(seconds * SAMPLE_RATE)
-    mix = _unit(_place(rng, CLASSES[class_index].recipe(rng, n)))
+    mix = _event(rng, CLASSES[class_index], n)
+    if rng.random() < OVERLAP_PROB:
+        mix += 10 ** (-rng.uniform(*OVERLAP_DB) / 20) * _event(rng, CLASSES[class_index], n)
     if rng.random() < DISTRACTOR_PROB:
         other = CLASSES[(class_index + rng.integers(1, len(CLASSES))) % len(CLASSES)]
-        level = 10 ** (-rng.uniform(*DISTRACTOR_DB) / 20)
-        mix += level * _unit(_place(rng, other.recipe(rng, n)))
+        mix += 10 ** (-rng.uniform(*DISTRACTOR_DB) / 20) * _event(rng, other, n)
     background = _unit(_noise(rng, n, tilt=rng.uniform(0, 2)))
     mix += 10 ** (-rng.uniform(*SNR_DB) / 20) * background
     peak = 10 ** (rng.uniform(*PEAK_DB) / 20)
@@ -442,12 +464,13 @@ def _render(task: tuple[str, int, float, tuple[int, ...]]) -> None:
 # The plan: labels, subsets and durations, decided up front from one random stream
 
 
-def _durations(rng: np.random.Generator, count: int, profile: Profile) -> np.ndarray:
-    """Log-normal durations cut to [min, max] by inverting the CDF (no pile-up at the bounds),
-    rounded to whole samples."""
-    bound = np.log([profile.min_seconds, profile.max_seconds]) - np.log(profile.median_seconds)
-    u = rng.uniform(*ndtr(bound / profile.log_spread), count)
-    seconds = profile.median_seconds * np.exp(profile.log_spread * ndtri(u))
+def _durations(rng: np.random.Generator, classes: np.ndarray, profile: Profile) -> np.ndarray:
+    """Log-normal durations around each clip's class median, cut to [min, max] by inverting the
+    CDF (no pile-up at the bounds), rounded to whole samples."""
+    median = profile.median_seconds * np.array([CLASSES[c].duration for c in classes])
+    bounds = np.log([[profile.min_seconds], [profile.max_seconds]] / median) / profile.log_spread
+    u = rng.uniform(*ndtr(bounds))
+    seconds = median * np.exp(profile.log_spread * ndtri(u))
     return np.round(seconds * SAMPLE_RATE) / SAMPLE_RATE
 
 
@@ -492,7 +515,7 @@ def _plan(profile: Profile, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     for c in classes:
         clean[np.flatnonzero(true == c)[: profile.clean_per_class]] = True
     given = _corrupt(rng, true, ~clean)
-    seconds = _durations(rng, len(true), profile)
+    seconds = _durations(rng, true, profile)
     train = pd.DataFrame(
         {
             "fname": [f"{i}.wav" for i in range(len(true))],
@@ -511,7 +534,7 @@ def _plan(profile: Profile, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
             "fname": [f"{len(true) + i}.wav" for i in range(len(test_true))],
             "label": [CLASS_NAMES[c] for c in test_true],
             "aso_id": [f"synth/{c:02d}" for c in test_true],
-            "seconds": _durations(rng, len(test_true), profile),
+            "seconds": _durations(rng, test_true, profile),
             "class_index": test_true,
         }
     )
@@ -587,11 +610,15 @@ def _readme(profile: str, seed: int, summary: dict) -> str:
         "",
         f"Clips: {json.dumps(summary['clips'])}; hours: {json.dumps(summary['hours'])}.",
         "",
-        "Each clip: one event of its class (over part of the clip with probability "
-        f"{PLACED_PROB}), with probability {DISTRACTOR_PROB} a quieter event of another class "
-        f"({DISTRACTOR_DB[0]:g}-{DISTRACTOR_DB[1]:g} dB down), coloured background noise at an "
-        f"SNR of {SNR_DB[0]:g}-{SNR_DB[1]:g} dB, peak level {PEAK_DB[0]:g} to {PEAK_DB[1]:g} dBFS;"
-        f" 16-bit PCM mono at {SAMPLE_RATE} Hz.",
+        "Each clip: one event of its class, played up to "
+        f"{SPEED_OCTAVES:g} octave faster or slower (over part of the clip with probability "
+        f"{PLACED_PROB}); with probability {OVERLAP_PROB} a second event of its class "
+        f"({OVERLAP_DB[0]:g}-{OVERLAP_DB[1]:g} dB down) and with probability {DISTRACTOR_PROB} "
+        f"an event of another class ({DISTRACTOR_DB[0]:g}-{DISTRACTOR_DB[1]:g} dB down) on top; "
+        f"coloured background noise at an SNR of {SNR_DB[0]:g}-{SNR_DB[1]:g} dB, peak level "
+        f"{PEAK_DB[0]:g} to {PEAK_DB[1]:g} dBFS; 16-bit PCM mono at {SAMPLE_RATE} Hz. "
+        "Durations depend on the class: its median is the profile's median_seconds times the "
+        "relative duration in the table.",
         "",
         "Labels: train clips with manually_verified=1 (the clean subset) and all test clips are "
         f"correct. In the noisy subset {WRONG_LABEL_RATE:.0%} of the labels are wrong, "
@@ -599,11 +626,11 @@ def _readme(profile: str, seed: int, summary: dict) -> str:
         "noisy clips adding up, per class, to about the clean subset's duration. The column "
         "true_label (absent from the real dataset) gives every train clip's real class.",
         "",
-        "| aso_id | class | confusable partner | recipe |",
-        "|---|---|---|---|",
+        "| aso_id | class | confusable partner | relative duration | recipe |",
+        "|---|---|---|---|---|",
     ]
     lines += [
-        f"| synth/{i:02d} | {c.name} | {c.partner} | {c.recipe.__doc__.strip()} |"
+        f"| synth/{i:02d} | {c.name} | {c.partner} | {c.duration:g} | {c.recipe.__doc__.strip()} |"
         for i, c in enumerate(CLASSES)
     ]
     return "\n".join(lines) + "\n"

@@ -245,10 +245,20 @@ def test_cpu_durations_are_skewed_within_bounds(cpu):
     root, _ = cpu
     train, test = read_tables(root)
     seconds = np.array([i.duration for i in wav_info(root, train, test)])
-    assert seconds.min() >= 0.3 - 1e-4 and seconds.max() <= 10 + 1e-4
-    assert 2 <= seconds.mean() <= 3
+    assert seconds.min() >= 0.3 - 1e-4 and seconds.max() <= 30 + 1e-4
+    assert 1.5 <= seconds.mean() <= 2.5  # about as much audio as the study's cost allows
     assert np.median(seconds) < seconds.mean()  # many short clips, few long ones
-    assert (seconds < 1).mean() > 0.15 and (seconds > 5).mean() > 0.02
+    assert (seconds < 1).mean() > 0.15 and (seconds > 5).mean() > 0.02 and seconds.max() > 10
+
+
+def test_cpu_durations_depend_on_the_class():
+    """As in FSDnoisy18k, some classes are mostly short clips and others mostly long ones: the
+    plan (no audio needed) gives class medians several times apart, within 0.3-30 s."""
+    for table in synth._plan(synth.PROFILES["cpu"], seed=0):
+        medians = table.groupby("class_index").seconds.median()
+        assert medians.max() >= 4 * medians.min()
+        assert table.seconds.min() >= 0.3 and table.seconds.max() <= 30
+        assert synth.CLASSES[medians.idxmin()].duration < synth.CLASSES[medians.idxmax()].duration
 
 
 def clip_stats(path: Path) -> np.ndarray:
@@ -262,9 +272,10 @@ def clip_stats(path: Path) -> np.ndarray:
 
 @pytest.mark.slow
 def test_cpu_difficulty_leaves_room_for_learned_representations(cpu):
-    """A linear probe on clip-mean log-mel from the clean subset must be neither trivial nor
-    hopeless, while a stronger model with temporal statistics and all true labels does far
-    better: there is something for learned representations to gain."""
+    """A linear probe on clip-mean log-mel from the clean subset must be far from solving it
+    (at most 55 %, issue 12) yet better than chance, while a stronger model with temporal
+    statistics and all true labels does far better: there is something for learned
+    representations to gain."""
     root, _ = cpu
     train, test = read_tables(root)
     x_train = np.array([clip_stats(root / "FSDnoisy18k.audio_train" / f) for f in train.fname])
@@ -277,5 +288,5 @@ def test_cpu_difficulty_leaves_room_for_learned_representations(cpu):
     stronger.fit(x_train, train.true_label)
     strong = stronger.score(x_test, test.label)
 
-    assert 0.35 <= weak <= 0.75, weak
-    assert strong > 0.75 and strong >= weak + 0.2, (weak, strong)
+    assert 0.2 <= weak <= 0.55, weak
+    assert strong > 0.55 and strong >= weak + 0.2, (weak, strong)  # seed 0: 0.38, 0.64
