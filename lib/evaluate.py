@@ -1,5 +1,5 @@
-"""Evaluation on embeddings computed once: clip aggregation, the linear probe, kNN, accuracy with
-confidence intervals (intervals themselves in stats.py), and the geometry of the embedding space
+"""Evaluation on embeddings computed once: clip aggregation, kNN, accuracy with confidence
+intervals (intervals themselves in stats.py), and the geometry of the embedding space
 (uniformity, tolerance, angles of positive and negative pairs).
 
 Inputs are numpy arrays or torch tensors. Embeddings are (n, dim) float arrays, labels are
@@ -14,17 +14,10 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import stats
 from sklearn.metrics import confusion_matrix
 
 from .stats import wilson_interval
-
-# Logistic-regression C in scikit-learn's sense (penalty ||W||^2 / 2 + C * summed loss): the same
-# C regularises less as the training set grows. The calibration's good value, 0.1 on a few
-# thousand patches, is about 0.001 to 0.003 on FSDnoisy18k's ~200k: the grid has both.
-C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
-
 
 # ----------------------------------------------------------------------------- input checks
 
@@ -102,15 +95,6 @@ def clip_probabilities(patch_probs, patch_clip, *, aggregate: str = "mean"):
     return clip_ids, sums / counts[:, None] if aggregate == "mean" else sums
 
 
-def _clip_labels(patch_labels: np.ndarray, patch_clip: np.ndarray) -> np.ndarray:
-    """The one label of each clip (in sorted clip order), checking that its patches agree."""
-    _, first, index = np.unique(patch_clip, return_index=True, return_inverse=True)
-    labels = patch_labels[first]
-    if (labels[index] != patch_labels).any():
-        raise ValueError("select_labels differ between patches of the same clip")
-    return labels
-
-
 # ----------------------------------------------------------------------------- accuracy
 
 
@@ -159,130 +143,63 @@ def accuracy_report(
     }
 
 
-# ----------------------------------------------------------------------------- linear probe
+# ----------------------------------------------------------------------------- paired seeds
 
 
-class LinearProbe:
-    """Multinomial logistic regression on frozen patch embeddings (docs/protocol.md).
+def paired_difference(
+    a, b, *, confidence: float = 0.95, names: tuple[str, str] = ("a", "b")
+) -> dict:
+    """Compare two methods scored on the same seeds: mean of a - b, its t-interval, p-values.
 
-    Equivalent to training Linear(dim, n_classes) with cross-entropy on embeddings computed
-    once. Embeddings are optionally L2-normalised (`normalize`), then standardised with the
-    training mean and std. The probe is fitted on the noisy training labels (one per patch)
-    for every C of `c_grid`, from the strongest regularisation to the weakest, each fit starting
-    from the previous solution; the C with the best clip-level accuracy on the clean selection
-    set wins (the smallest C among ties). Regularisation moved results more than the loss did
-    (a calibration on a small real-audio set), so it is selected on clean labels rather than fixed.
-
-    Full-batch L-BFGS in torch minimising the objective of scikit-learn's LogisticRegression
-    (mean cross-entropy + ||W||^2 / (2 C n), intercept not penalised): the same solutions and
-    choice of C, 3 to 4 times faster than its lbfgs on 200k x 512 patches (2 CPU cores; as fast
-    on 10k x 256), and on the GPU when the embeddings are CUDA tensors.
+    The Wilcoxon signed-rank p-value is given from 6 seeds on (below that its smallest possible
+    two-sided p-value exceeds 0.05), else None. The verdict says "no resolvable difference"
+    whenever the interval contains 0.
     """
+    a = _ids(a, "a").astype(float)
+    b = _ids(b, "b", length=len(a)).astype(float)
+    if len(a) < 2:
+        raise ValueError("paired_difference needs at least 2 paired scores")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("paired scores contain NaN or infinite values")
+    _confidence(confidence)
+    diff = a - b
+    n, mean = len(diff), float(diff.mean())
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * diff.std(ddof=1) / math.sqrt(n)
+    low, high = mean - half, mean + half
+    tied = not diff.any()  # every difference zero: neither test is defined
+    p_t = None if tied else float(stats.ttest_rel(a, b).pvalue)
+    p_w = None if tied or n < 6 else float(stats.wilcoxon(a, b).pvalue)
+    ci = f"{confidence:.0%} CI [{low:+.3g}, {high:+.3g}], n = {n}"
+    if low <= 0 <= high:
+        verdict = f"no resolvable difference: {names[0]} - {names[1]} = {mean:+.3g} ({ci})"
+    else:
+        winner, loser = names if mean > 0 else names[::-1]
+        verdict = f"{winner} higher than {loser} by {abs(mean):.3g} ({ci})"
+    return {
+        "n": n,
+        "mean_difference": mean,
+        "ci": [float(low), float(high)],
+        "confidence": confidence,
+        "p_ttest": p_t,
+        "p_wilcoxon": p_w,
+        "verdict": verdict,
+    }
 
-    def __init__(
-        self,
-        *,
-        n_classes: int,
-        c_grid: tuple[float, ...] = C_GRID,
-        normalize: bool = False,
-        max_iter: int = 1000,
-        tol: float = 1e-4,
-    ):
-        if n_classes < 2:
-            raise ValueError(f"n_classes must be at least 2, got {n_classes}")
-        if not c_grid or min(c_grid) <= 0:
-            raise ValueError(f"c_grid must hold positive values, got {c_grid}")
-        self.n_classes = n_classes
-        self.c_grid = tuple(sorted(float(c) for c in c_grid))
-        self.normalize = normalize
-        self.max_iter = max_iter
-        self.tol = tol
-        self.selected_c: float | None = None
-        self.selection_scores: dict[float, float] = {}
-        self._weights: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def _checked(self, emb, name: str) -> torch.Tensor:
-        """Embeddings validated, and L2-normalised when the probe normalises."""
-        return _unit_rows(emb, name) if self.normalize else _matrix(emb, name)
+def resolvable_difference(
+    std: float, n: int, *, confidence: float = 0.95, power: float = 0.8
+) -> float:
+    """Smallest mean paired difference that n seeds detect with the given power.
 
-    def _standardised(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        """Checked embeddings standardised with the training mean and std."""
-        if x.shape[1] != len(self._mean):
-            raise ValueError(f"{name} has dimension {x.shape[1]}, the probe {len(self._mean)}")
-        return (x.to(self._mean) - self._mean) / self._std
-
-    def fit(self, train_emb, train_labels, select_emb, select_clip, select_labels) -> LinearProbe:
-        """Fit on (n_train, dim) patches with their noisy clip labels; select C on clean clips.
-
-        select_emb (n_select, dim), select_clip (n_select,) clip ids and select_labels
-        (n_select,) clean labels, one per patch (the clip's label repeated).
-        """
-        raw = self._checked(train_emb, "train_emb")
-        y = _labels(train_labels, "train_labels", n_classes=self.n_classes, length=len(raw))
-        y = torch.as_tensor(y, device=raw.device)
-        self.selected_c, self.selection_scores, self._weights = None, {}, {}
-        std = raw.std(dim=0)
-        self._mean, self._std = raw.mean(dim=0), torch.where(std > 0, std, 1.0)
-        x = self._standardised(raw, "train_emb")
-        x_select = self._standardised(self._checked(select_emb, "select_emb"), "select_emb")
-        select_clip = _ids(select_clip, "select_clip", length=len(x_select))
-        select_labels = _labels(
-            select_labels, "select_labels", n_classes=self.n_classes, length=len(x_select)
-        )
-        clip_labels = _clip_labels(select_labels, select_clip)
-
-        weight = torch.zeros(x.shape[1], self.n_classes, dtype=x.dtype, device=x.device)
-        bias = torch.zeros(self.n_classes, dtype=x.dtype, device=x.device)
-        weight.requires_grad_(True)
-        bias.requires_grad_(True)
-        scores = {}
-        for c in self.c_grid:
-            self._minimise(x, y, weight, bias, penalty=1 / (2 * c * len(x)))
-            self._weights[c] = (weight.detach().clone(), bias.detach().clone())
-            probs = torch.softmax(x_select @ self._weights[c][0] + self._weights[c][1], dim=1)
-            _, clip_probs = clip_probabilities(probs, select_clip)
-            scores[c] = float((clip_probs.argmax(axis=1) == clip_labels).mean())
-        self.selection_scores = scores
-        self.selected_c = max(self.c_grid, key=scores.__getitem__)
-        return self
-
-    def _minimise(self, x, y, weight, bias, *, penalty: float) -> None:
-        """Full-batch L-BFGS on mean cross-entropy + penalty * ||W||^2, in place."""
-        optimiser = torch.optim.LBFGS(
-            [weight, bias],
-            max_iter=self.max_iter,
-            tolerance_grad=self.tol,
-            tolerance_change=1e-9,
-            history_size=20,
-            line_search_fn="strong_wolfe",
-        )
-
-        def objective():
-            optimiser.zero_grad()
-            loss = F.cross_entropy(x @ weight + bias, y) + penalty * weight.square().sum()
-            loss.backward()
-            return loss
-
-        optimiser.step(objective)
-
-    def predict_proba(self, emb, *, c: float | None = None) -> np.ndarray:
-        """Class probabilities (n, n_classes) of each patch, with the selected C or another one
-        of the grid (to show how much the choice matters)."""
-        if self.selected_c is None:
-            raise ValueError("the probe is not fitted: call fit() first")
-        c = self.selected_c if c is None else float(c)
-        if c not in self._weights:
-            raise ValueError(f"C={c} is not in the fitted grid {self.c_grid}")
-        weight, bias = self._weights[c]
-        with torch.no_grad():
-            x = self._standardised(self._checked(emb, "emb"), "emb")
-            probs = torch.softmax(x @ weight + bias, dim=1)
-        return probs.cpu().numpy()
-
-    def predict_clips(self, emb, patch_clip, *, c: float | None = None):
-        """Clip ids (sorted) and clip labels: argmax of the mean patch probabilities."""
-        clip_ids, clip_probs = clip_probabilities(self.predict_proba(emb, c=c), patch_clip)
-        return clip_ids, clip_probs.argmax(axis=1)
+    std is the standard deviation of the per-seed differences. Normal approximation of a
+    two-sided test: (z_{1 - (1 - confidence)/2} + z_power) * std / sqrt(n); slightly optimistic
+    below about 10 seeds, where the t-distribution's heavier tails apply.
+    """
+    if std < 0 or n < 1:
+        raise ValueError(f"need std >= 0 and n >= 1, got std={std}, n={n}")
+    if not 0 < power < 1:
+        raise ValueError(f"power must be in (0, 1), got {power}")
+    return (_confidence(confidence) + float(stats.norm.ppf(power))) * std / math.sqrt(n)
 
 
 # ----------------------------------------------------------------------------- kNN

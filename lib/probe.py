@@ -113,8 +113,8 @@ def linear_evaluation(
             optimizer.step()
             losses.append(loss.item())
         scheduler.step()
-        chosen = _clip_report(classifier, select, n_classes, device)["macro"]
-        report = _clip_report(classifier, test, n_classes, device)
+        chosen = classifier_report(classifier, select, n_classes, device)["macro"]
+        report = classifier_report(classifier, test, n_classes, device)
         curve.append(
             {"epoch": epoch, "loss": float(np.mean(losses)), "select_macro": chosen,
              "test_macro": report["macro"], "test_micro": report["micro"]}
@@ -133,7 +133,9 @@ def one_patch_per_clip(start: torch.Tensor, count: torch.Tensor, generator: torc
     return order, start[order] + offsets
 
 
-def _clip_report(classifier: nn.Module, clips: PatchEmbeddings, n_classes: int, device) -> dict:
+def classifier_report(
+    classifier: nn.Module, clips: PatchEmbeddings, n_classes: int, device
+) -> dict:
     with torch.no_grad():
         x = torch.as_tensor(clips.emb, dtype=torch.float32, device=device)
         probs = classifier(x).softmax(1).cpu().numpy()

@@ -1,5 +1,5 @@
 """Evaluation on embeddings: every number checked by hand or against an independent computation
-(scikit-learn, scipy, brute-force loops), plus bad inputs and a synthetic noisy-label probe."""
+(scikit-learn, scipy, brute-force loops), plus bad inputs."""
 
 from __future__ import annotations
 
@@ -9,13 +9,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from aclaudio.evaluate import (
-    C_GRID,
-    LinearProbe,
     accuracy_report,
     clip_probabilities,
     knn_predict,
@@ -24,22 +21,6 @@ from aclaudio.evaluate import (
     uniformity,
 )
 from aclaudio.stats import wilson_interval
-
-
-def gaussian_clips(n_clips, *, seed, n_classes=5, n_patches=5, dim=64, label_noise=0.0):
-    """Patches scattered around clip centres scattered around class means (the same means for
-    every seed). Returns patch embeddings, patch clip ids, patch labels (the clip's label, wrong
-    for a `label_noise` fraction of clips) and the true clip labels."""
-    means = 0.5 * np.random.default_rng(1234).standard_normal((n_classes, dim))
-    rng = np.random.default_rng(seed)
-    truth = rng.integers(n_classes, size=n_clips)
-    centres = means[truth] + 0.3 * rng.standard_normal((n_clips, dim))
-    clip = np.repeat(np.arange(n_clips), n_patches)
-    emb = centres[clip] + 2.0 * rng.standard_normal((len(clip), dim))
-    flip = rng.random(n_clips) < label_noise
-    noisy = np.where(flip, (truth + rng.integers(1, n_classes, size=n_clips)) % n_classes, truth)
-    return emb.astype(np.float32), clip, noisy[clip], truth
-
 
 # ----------------------------------------------------------------------------- clip decisions
 
@@ -124,96 +105,6 @@ def test_accuracy_report_bootstrap_matches_explicit_resampling():
 def test_accuracy_report_bad_input(y_true, y_pred, message):
     with pytest.raises(ValueError, match=message):
         accuracy_report(np.array(y_true), np.array(y_pred), n_classes=3)
-
-
-# ----------------------------------------------------------------------------- linear probe
-
-
-@pytest.fixture(scope="module")
-def noisy_problem():
-    """Training clips with 30 % wrong labels, a clean selection set and a clean test set."""
-    train_emb, _, train_labels, _ = gaussian_clips(400, seed=0, label_noise=0.3)
-    select_emb, select_clip, select_labels, _ = gaussian_clips(100, seed=1)
-    test_emb, test_clip, _, test_truth = gaussian_clips(300, seed=2)
-    probe = LinearProbe(n_classes=5).fit(
-        train_emb, train_labels, select_emb, select_clip, select_labels
-    )
-    return probe, test_emb, test_clip, test_truth
-
-
-def test_linear_probe_learns_through_label_noise(noisy_problem):
-    probe, test_emb, test_clip, test_truth = noisy_problem
-    scores = probe.selection_scores
-    assert list(scores) == list(C_GRID)
-    assert len(set(scores.values())) > 1  # the choice matters here
-    assert scores[probe.selected_c] == max(scores.values())
-    ids, labels = probe.predict_clips(test_emb, test_clip)
-    assert ids.tolist() == list(range(300))
-    clip_accuracy = np.mean(labels == test_truth)
-    patch_accuracy = np.mean(probe.predict_proba(test_emb).argmax(axis=1) == test_truth[test_clip])
-    assert clip_accuracy > 0.9
-    assert clip_accuracy > patch_accuracy + 0.1  # averaging the noisy patches pays
-
-
-def test_linear_probe_breaks_ties_towards_stronger_regularisation():
-    emb, clip, labels, _ = gaussian_clips(40, seed=6, n_classes=2)
-    emb[:, 0] += 100.0 * labels  # separable: every C classifies the selection set perfectly
-    probe = LinearProbe(n_classes=2, c_grid=(1.0, 0.1, 0.01)).fit(emb, labels, emb, clip, labels)
-    assert probe.selection_scores == {0.01: 1.0, 0.1: 1.0, 1.0: 1.0}
-    assert probe.selected_c == 0.01
-
-
-def test_linear_probe_keeps_every_c(noisy_problem):
-    probe, test_emb, test_clip, _ = noisy_problem
-    probs = {c: probe.predict_proba(test_emb, c=c) for c in C_GRID}
-    np.testing.assert_allclose(probs[C_GRID[0]].sum(axis=1), 1, rtol=1e-5)
-    np.testing.assert_array_equal(probe.predict_proba(test_emb), probs[probe.selected_c])
-    # weaker regularisation gives more confident predictions
-    confidence = [probs[c].max(axis=1).mean() for c in C_GRID]
-    assert confidence == sorted(confidence)
-    with pytest.raises(ValueError, match="not in the fitted grid"):
-        probe.predict_proba(test_emb, c=0.5)
-    with pytest.raises(ValueError, match="dimension 3"):
-        probe.predict_proba(test_emb[:, :3])
-
-
-def test_linear_probe_matches_sklearn_logistic_regression():
-    """Same objective as scikit-learn's C: the same probabilities on standardised inputs."""
-    emb, clip, labels, _ = gaussian_clips(60, seed=3, label_noise=0.3, dim=16)
-    for normalize in (False, True):
-        probe = LinearProbe(n_classes=5, c_grid=(0.05,), normalize=normalize)
-        probe.fit(emb, labels, emb, clip, labels)
-        x = emb / np.linalg.norm(emb, axis=1, keepdims=True) if normalize else emb
-        x = (x - x.mean(axis=0)) / x.std(axis=0, ddof=1)
-        reference = LogisticRegression(C=0.05, max_iter=1000, tol=1e-8).fit(x, labels)
-        ours = probe.predict_proba(emb)
-        np.testing.assert_allclose(ours, reference.predict_proba(x), atol=1e-3)
-
-
-def test_linear_probe_bad_input():
-    emb, clip, labels, _ = gaussian_clips(20, seed=4)
-    probe = LinearProbe(n_classes=5, c_grid=(0.1,))
-    with pytest.raises(ValueError, match="not fitted"):
-        probe.predict_proba(emb)
-    with pytest.raises(ValueError, match="train_labels has 99 entries"):
-        probe.fit(emb, labels[:99], emb, clip, labels)
-    mixed = labels.copy()
-    mixed[0] = (mixed[1] + 1) % 5  # two labels inside clip 0
-    with pytest.raises(ValueError, match="same clip"):
-        probe.fit(emb, labels, emb, clip, mixed)
-    broken = emb.copy()
-    broken[3, 3] = np.nan
-    with pytest.raises(ValueError, match="train_emb contains NaN"):
-        probe.fit(broken, labels, emb, clip, labels)
-    with pytest.raises(ValueError, match="select_emb has dimension 8, the probe 64"):
-        probe.fit(emb, labels, emb[:, :8], clip, labels)
-    probe.fit(emb, labels, emb, clip, labels)
-    with pytest.raises(ValueError, match="select_clip has 5 entries"):
-        probe.fit(emb, labels, emb, clip[:5], labels)
-    with pytest.raises(ValueError, match="not fitted"):  # a failed refit leaves no stale model
-        probe.predict_proba(emb)
-    with pytest.raises(ValueError, match="positive"):
-        LinearProbe(n_classes=5, c_grid=(0.0, 1.0))
 
 
 # ----------------------------------------------------------------------------- kNN
