@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
-from . import __version__, datasets
+from . import __version__
 from .download import DownloadError
 from .profiles import PROFILES
 
@@ -49,7 +49,9 @@ def _print_bad_files(bad_files: list[dict]) -> None:
 
 
 def _data_summary(args: argparse.Namespace) -> dict:
-    summary = datasets.load_dataset(args.dir, read_samples=True).summary()
+    from .datasets import load_dataset
+
+    summary = load_dataset(args.dir, read_samples=True).summary()
     print(f"{summary['n_classes']} classes: {', '.join(summary['classes'])}")
     for name, subset in summary["subsets"].items():
         print(f"  {name:12s} {subset['clips']:7d} clips {subset['hours']:9.3f} h")
@@ -58,10 +60,11 @@ def _data_summary(args: argparse.Namespace) -> dict:
 
 
 def _features(args: argparse.Namespace) -> dict:
+    from .datasets import load_dataset
     from .features import build_cache
 
     cache = build_cache(
-        datasets.load_dataset(args.dir), args.preset, cache_dir=args.cache_dir, workers=args.workers
+        load_dataset(args.dir), args.preset, cache_dir=args.cache_dir, workers=args.workers
     )
     bad_files = cache.bad_files[["split", "fname", "problem"]].to_dict(orient="records")
     _print_bad_files(bad_files)

@@ -27,9 +27,8 @@ import pandas as pd
 import soundfile as sf
 from tqdm.auto import tqdm
 
-AUDIO_DIRS = {"train": "FSDnoisy18k.audio_train", "test": "FSDnoisy18k.audio_test"}
-META_DIR = "FSDnoisy18k.meta"
-DOC_DIR = "FSDnoisy18k.doc"  # documentation beside the data; the loader does not read it
+from .layout import AUDIO_DIRS, META_DIR
+
 REQUIRED_COLUMNS = {
     "train": ["fname", "label", "manually_verified", "noisy_small"],
     "test": ["fname", "label"],

@@ -25,7 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import __version__
-from .datasets import AUDIO_DIRS, DOC_DIR, META_DIR
+from .layout import AUDIO_DIRS, DOC_DIR, META_DIR
 
 #: The Zenodo record that publishes FSDnoisy18k (Fonseca et al., ICASSP 2019).
 ZENODO_RECORD = 2529934

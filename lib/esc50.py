@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_write_text
-from .datasets import AUDIO_DIRS, DOC_DIR, META_DIR, DatasetError, audio_problem, read_table
+from .datasets import DatasetError, audio_problem, read_table
 from .download import (
     NOTHING_FETCHED,
     ChecksumError,
@@ -31,6 +31,7 @@ from .download import (
     is_extracted,
     read_marker,
 )
+from .layout import AUDIO_DIRS, DOC_DIR, META_DIR
 
 #: The archive ESC-50's README links to. GitHub builds it on request, so its bytes (and so its
 #: checksum) are not guaranteed to stay the same, and none is published.

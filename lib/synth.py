@@ -30,7 +30,7 @@ from scipy.special import ndtr, ndtri
 from tqdm.auto import tqdm
 
 from .atomic import atomic_write_text
-from .datasets import AUDIO_DIRS, DOC_DIR, META_DIR
+from .layout import AUDIO_DIRS, DOC_DIR, META_DIR
 from .sounds import CLASS_NAMES, CLASSES, SAMPLE_RATE, SoundClass, coloured_noise, fade, unit
 from .system import usable_cpus
 

@@ -216,3 +216,17 @@ def test_a_missing_optional_package_names_its_extra(tmp_path):
     assert summary["error"] == (
         "this command needs the optional package 'librosa': pip install 'aclaudio[study]'"
     )
+
+
+def test_help_loads_neither_torch_nor_pandas():
+    """`aclaudio --help` stays well under a second: the parser needs no heavy package (measured
+    0.3-0.5 s on 2 loaded cores; importing torch alone takes several seconds)."""
+    script = (
+        "import sys, contextlib, io\n"
+        "from aclaudio import cli\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    cli.main(['--help'])\n"
+        "print(sorted({'torch', 'pandas', 'numpy'} & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from aclaudio import config, datasets, runs, synth, train
+from aclaudio import config, layout, runs, synth, train
 
 
 def test_paper_profile_carries_the_paper_settings():
@@ -127,12 +127,12 @@ def test_changed_data_in_the_same_folder_gets_new_runs(smoke_data, tmp_path):
     shutil.copytree(smoke_data, data)
     cfg = config.profile_config("pretrain", "smoke", data_dir=str(data))
     ids = [runs.run_id(cfg)]
-    csv = data / datasets.META_DIR / "train.csv"
+    csv = data / layout.META_DIR / "train.csv"
     table = pd.read_csv(csv)
     table.loc[0, "label"] = next(label for label in table.label if label != table.label[0])
     table.to_csv(csv, index=False)  # one clip relabelled
     ids.append(runs.run_id(cfg))
-    clip = data / datasets.AUDIO_DIRS["train"] / table.fname[0]
+    clip = data / layout.AUDIO_DIRS["train"] / table.fname[0]
     wave, rate = sf.read(clip)
     sf.write(clip, np.roll(wave, 100), rate)  # one clip rewritten: other samples, same size
     ids.append(runs.run_id(cfg))
