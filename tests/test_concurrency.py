@@ -139,4 +139,5 @@ def test_local_sweep_on_fresh_data_in_parallel(smoke_data, tmp_path):
         done = sweep.run_grid(configs, runs_dir=store, executor="local", parallel=3)
         table = runs.load_results(store)
         assert sorted(table["run"]) == sorted(run.id for run in done)
-        assert (table["test_micro"] > 0.2).all(), table["test_micro"].tolist()  # no corrupt cache
+        # a corrupt cache scores chance (1 in 20); the smoke runs score about 0.2 on the harder data
+        assert (table["test_micro"] > 0.1).all(), table["test_micro"].tolist()

@@ -135,7 +135,7 @@ def test_config_show_values_follow_the_profile(capsys):
     assert summary["settings"]["encoder"] == "resnet18"
     assert summary["types"]["lr_milestones"] == "tuple"
     _, cpu = show(capsys, "--profile", "cpu")
-    assert cpu["settings"]["epochs"] == 8 and cpu["settings"]["encoder"] == "small"
+    assert cpu["settings"]["steps"] == 1000 and cpu["settings"]["encoder"] == "small"
 
 
 def test_listed_keys_take_new_values_through_set(capsys):
