@@ -60,7 +60,9 @@ STUDY = {
     # cpu: the headline comparison at 5 seeds, a coarse alpha x margin grid at 2 (with the
     # control, the length curve and the supervised runs about 90 minutes on two idle cores)
     "cpu": StudySettings(
-        seeds=(0, 1, 2, 3, 4), margins=(0.25, 0.5, 1.0), ablation_seeds=(0, 1),
+        seeds=(0, 1, 2, 3, 4),
+        margins=(0.25, 0.5, 1.0),
+        ablation_seeds=(0, 1),
         supervised_seeds=(0, 1),  # notebook 03 shows its seeds as points
     ),
     "paper": StudySettings(
