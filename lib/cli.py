@@ -72,13 +72,13 @@ def _features(args: argparse.Namespace) -> dict:
 
 
 def _bench(args: argparse.Namespace) -> dict:
-    from . import bench
+    from . import bench, bench_linear
 
     run = {
         "features": bench.bench_features,
         "loss": bench.bench_loss,
         "train": bench.bench_train,
-        "linear": bench.bench_linear,
+        "linear": bench_linear.bench_linear,
     }[args.what]
     table = run(out_dir=args.out_dir)
     print(table.to_string(index=False))

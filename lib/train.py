@@ -5,9 +5,8 @@ to do; the model, optimiser and scheduler are built; state is a plain dict check
 atomically every epoch; each epoch is `train_epoch` over that kind's batches and loss, then
 its monitor picks the best checkpoint; the best weights are evaluated and the run finished.
 
-Each epoch draws its randomness from (seed, epoch) alone, so a run killed at any point and
-resumed ends with the same weights as one that never stopped. A NaN or infinite loss stops
-the run before it changes the weights and leaves the last good checkpoint in place.
+Every kind runs on the skeleton of loop.py: per-epoch seeding, the optimisation steps, the
+checkpointed state, resumable at any point.
 
 One pretraining step, in order: `contrastive_epoch` draws the batch (views.contrastive_batches)
 -> `train_epoch` -> `contrastive_loss` (augment.two_views, the model, losses.acl) -> backward
@@ -26,11 +25,10 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from . import augment, losses, models, probe
 from .atomic import atomic_write_text
-from .config import FinetuneConfig, PretrainConfig, SupervisedConfig, config_dict, kind_of
+from .config import FinetuneConfig, PretrainConfig, SupervisedConfig
 from .devices import (
     barrier,
     compiled,
@@ -50,24 +48,17 @@ from .embeddings import (
     result_columns,
     sparse_monitor_warnings,
 )
-from .runs import Run, append_result, claimed_run, load_run
+from .loop import capture, finish, restore, seed_epoch, train_epoch
+from .runs import Run, claimed_run, load_run
 from .views import (
     TrainingData,
     contrastive_batches,
-    epoch_seed,
     labelled_patches,
     labelled_random_patches,
     patch_index,
-    prefetch,
     validation_split,
     whole_batches,
 )
-
-
-class TrainingError(ValueError):
-    """Training cannot go on (the message says why and what was kept); a ValueError, so the
-    command line reports it in one line rather than as a traceback."""
-
 
 # ----------------------------------------------------------------------------- pretraining
 
@@ -424,79 +415,3 @@ def _finetune(run: Run, parent: Run, config: FinetuneConfig, progress: bool) -> 
         "warnings": notes,
     }
     return finish(run, summary, started, device)
-
-
-# ----------------------------------------------------------------------------- the shared skeleton
-
-
-def seed_epoch(seed: int, epoch: int) -> tuple[int, np.random.Generator]:
-    """Seed torch for the epoch; returns the epoch's seed and its numpy generator."""
-    seed = epoch_seed(seed, epoch)
-    torch.manual_seed(seed)
-    return seed, np.random.default_rng(seed)
-
-
-def train_epoch(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    batches: Iterator,
-    loss_of: Callable[..., torch.Tensor],
-    n_steps: int,
-    device: torch.device,
-    *,
-    run: Run | None,
-    epoch: int,
-    epochs: int,
-    progress: bool,
-) -> tuple[float, float]:
-    """Optimisation steps over the batches (prefetched in a thread): the mean loss and the
-    seconds taken. A non-finite loss stops training before it reaches the weights."""
-    model.train()
-    where = str(run.path) if run else "training"
-    desc = f"{kind_of(run.config)} {run.id} epoch {epoch + 1}/{epochs}" if run else ""
-    bar = tqdm(
-        prefetch(batches, device), total=n_steps, disable=not progress, desc=desc, leave=False
-    )
-    total, start = 0.0, time.perf_counter()
-    for step, batch in enumerate(bar):
-        loss = loss_of(*batch)
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"{where}: loss became {loss.item()} at epoch {epoch}, step {step}; training "
-                "stopped. The last good checkpoint (end of the previous epoch) is kept: lower the "
-                "learning rate or check the data, then rerun to resume from it."
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.item()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return total / n_steps, time.perf_counter() - start
-
-
-def restore(run: Run, modules: dict[str, object]) -> dict:
-    """Load the last checkpoint into the modules; the rest of the state is returned."""
-    state = run.load_checkpoint("last")
-    if state is None:
-        return {}
-    for name, module in modules.items():
-        module.load_state_dict(state[name])
-    return state
-
-
-def capture(modules: dict[str, object], **extra) -> dict:
-    return {name: module.state_dict() for name, module in modules.items()} | extra
-
-
-def finish(run: Run, summary: dict, started: float, device: torch.device) -> Run:
-    """Add the run's row to the results table, then mark it finished with its summary."""
-    summary = {"finished_epochs": run.config.epochs, **summary, "run": run.id,
-               "kind": kind_of(run.config), "wall_seconds": time.perf_counter() - started,
-               "device": str(device)}  # fmt: skip
-    # The row first: a kill between the two leaves an unfinished run, which a rerun completes
-    # (replacing its row), never a finished run without its row.
-    append_result(config_dict(run.config) | summary, run.path.parent)
-    run.finish(summary)
-    return run

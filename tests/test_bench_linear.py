@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from aclaudio import bench, synth
+from aclaudio import bench_linear, synth
 from aclaudio.config import profile_config
 from aclaudio.models import build_contrastive_model
 from aclaudio.probe import ProbeSettings
@@ -46,8 +46,8 @@ def test_the_loop_and_the_cache_agree_without_batch_norm(smoke_data):
     data = TrainingData.load(config, progress=False)
     settings = ProbeSettings(epochs=8, milestones=(3, 6), seed=3)
     device = torch.device("cpu")
-    cached = bench.cached_protocol(_NoNorm(), data, config, device, settings)
-    loop = bench.encoder_loop(
+    cached = bench_linear.cached_protocol(_NoNorm(), data, config, device, settings)
+    loop = bench_linear.encoder_loop(
         _NoNorm(), data, config, device, settings, hop=data.cache.preset.eval_hop
     )
     for key in ("loss", "select_macro", "test_macro", "test_micro"):
@@ -59,7 +59,7 @@ def test_the_loop_and_the_cache_agree_without_batch_norm(smoke_data):
     losses = [c["loss"] for c in cached["curve"]]
     assert losses[-1] < losses[0]  # the classifier did learn: the agreement is not vacuous
     # the authors' draw (any start frame) is another optimisation: its losses differ
-    anywhere = bench.encoder_loop(_NoNorm(), data, config, device, settings)
+    anywhere = bench_linear.encoder_loop(_NoNorm(), data, config, device, settings)
     assert [c["loss"] for c in anywhere["curve"]] != pytest.approx(losses, abs=1e-4)
 
 
@@ -71,8 +71,8 @@ def test_bench_linear_writes_a_paired_table(smoke_data, tmp_path, monkeypatch):
             for init, c in (("random", config), ("pretrained", other))
         }
 
-    monkeypatch.setattr(bench, "_encoders", encoders)
-    table = bench.bench_linear(
+    monkeypatch.setattr(bench_linear, "_encoders", encoders)
+    table = bench_linear.bench_linear(
         data_dir=smoke_data, seeds=(0, 1), epochs={"small": 2}, pretrain_epochs=1, out_dir=tmp_path
     )
     assert list(table.columns) == [

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from aclaudio import config, features, losses, models, probe, runs, synth, train
+from aclaudio import config, features, loop, losses, models, probe, runs, synth, train
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(smoke_data, tmp_path,
 
     monkeypatch.setattr(train.losses, "acl", acl_that_explodes)
     cfg = smoke_pretrain(smoke_data)
-    with pytest.raises(train.TrainingError, match="loss became nan at epoch 1, step 1"):
+    with pytest.raises(loop.TrainingError, match="loss became nan at epoch 1, step 1"):
         train.pretrain(cfg, runs_dir=tmp_path, progress=False)
     run = runs.open_run(cfg, tmp_path)
     assert run.load_checkpoint()["epoch"] == 0 and not run.finished
