@@ -27,6 +27,7 @@ from .probe import (
     PatchEmbeddings,
     ProbeSettings,
     classifier_report,
+    linear_classifier,
     linear_evaluation,
     one_patch_per_clip,
     reestimate_batchnorm,
@@ -128,17 +129,9 @@ def encoder_loop(
     mean, std = data.normaliser(device, per_band=False)
 
     generator = torch.Generator().manual_seed(settings.seed)
-    torch.manual_seed(settings.seed)  # the classifier's initial weights, as linear_evaluation
-    classifier = torch.nn.Linear(encoder.out_dim, data.n_classes).to(device)
-    optimizer = torch.optim.SGD(
-        classifier.parameters(),
-        lr=settings.lr,
-        momentum=settings.momentum,
-        weight_decay=settings.weight_decay,
-    )
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=list(settings.milestones), gamma=settings.gamma
-    )
+    classifier, optimizer, scheduler = linear_classifier(
+        encoder.out_dim, data.n_classes, settings, device
+    )  # the same start as linear_evaluation's
     curve, best = [], None
     for epoch in range(settings.epochs):
         order, picks = one_patch_per_clip(first, count, generator)

@@ -86,16 +86,8 @@ def linear_evaluation(
     """
     device = torch.device(device)
     generator = torch.Generator().manual_seed(settings.seed)
-    torch.manual_seed(settings.seed)  # the classifier's initial weights
-    classifier = nn.Linear(train.emb.shape[1], n_classes).to(device)
-    optimizer = torch.optim.SGD(
-        classifier.parameters(),
-        lr=settings.lr,
-        momentum=settings.momentum,
-        weight_decay=settings.weight_decay,
-    )
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=list(settings.milestones), gamma=settings.gamma
+    classifier, optimizer, scheduler = linear_classifier(
+        train.emb.shape[1], n_classes, settings, device
     )
     train_emb = torch.as_tensor(train.emb, dtype=torch.float32, device=device)
     train_labels = torch.as_tensor(train.labels, dtype=torch.long, device=device)
@@ -123,6 +115,23 @@ def linear_evaluation(
             best = (chosen, epoch, report)
     chosen, epoch, report = best
     return report | {"epoch": epoch, "select_macro": chosen, "curve": curve}
+
+
+def linear_classifier(dim: int, n_classes: int, settings: ProbeSettings, device):
+    """A new Linear(dim, classes) seeded by settings.seed, with the recipe's SGD and step
+    schedule: (classifier, optimizer, scheduler)."""
+    torch.manual_seed(settings.seed)  # the classifier's initial weights
+    classifier = nn.Linear(dim, n_classes).to(device)
+    optimizer = torch.optim.SGD(
+        classifier.parameters(),
+        lr=settings.lr,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=list(settings.milestones), gamma=settings.gamma
+    )
+    return classifier, optimizer, scheduler
 
 
 def one_patch_per_clip(start: torch.Tensor, count: torch.Tensor, generator: torch.Generator):
