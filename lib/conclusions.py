@@ -12,6 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from IPython.display import Markdown
+
+from .paper import PAPER_SSL_LINEAR_ACCURACY, PAPER_TEST_CLIPS
+from .study import compare_paired
 
 #: The paper's NT-Xent loss on its toy example (both arrangements, tau = 0.07).
 PAPER_TOY_NT_XENT = 0.9317
@@ -40,8 +44,6 @@ def markdown_table(df: pd.DataFrame, percent=(), *, index: bool = True) -> str:
 
 def table(df: pd.DataFrame, percent=(), *, index: bool = True):
     """markdown_table for display in a notebook."""
-    from IPython.display import Markdown
-
     return Markdown(markdown_table(df, percent, index=index))
 
 
@@ -53,8 +55,9 @@ def comparisons(paired: pd.DataFrame) -> str:
     """One line per comparison of study.compare_runs (rows of `paired`, a column `comparison`),
     then how sure: which differences both intervals resolve, and how many comparisons were made.
     """
+    records = paired.to_dict("records")
     lines = []
-    for row in paired.to_dict("records"):
+    for row in records:
         line = f"- **{row['comparison']}**: over seeds, {row['verdict']}"
         line += f"; over seeds and the {row['n_clips']} test clips, {row['bootstrap_verdict']}."
         if row.get("resolvable_difference") is not None and not pd.isna(
@@ -65,15 +68,9 @@ def comparisons(paired: pd.DataFrame) -> str:
                 f"{100 * row['resolvable_difference']:.1f} points."
             )
         lines.append(line)
-    both = [
-        r["comparison"]
-        for r in paired.to_dict("records")
-        if _resolved(r["ci"]) and _resolved(r["bootstrap_ci"])
-    ]
+    both = [r["comparison"] for r in records if _resolved(r["ci"]) and _resolved(r["bootstrap_ci"])]
     seeds_only = [
-        r["comparison"]
-        for r in paired.to_dict("records")
-        if _resolved(r["ci"]) and not _resolved(r["bootstrap_ci"])
+        r["comparison"] for r in records if _resolved(r["ci"]) and not _resolved(r["bootstrap_ci"])
     ]
     n = len(paired)
     summary = f"Of these {n} comparisons, " if n > 1 else "Of this comparison, "
@@ -181,8 +178,6 @@ def margin(toy: pd.DataFrame, *, paper: float = PAPER_TOY_NT_XENT) -> str:
 def supervised(table: pd.DataFrame) -> str:
     """Notebook 03. table: one row per run with subset, alpha (1 = cross-entropy), seed,
     test_micro and its Wilson interval test_micro_low, test_micro_high."""
-    from .study import compare_paired
-
     ce = table[table["alpha"] == 1].set_index(["subset", "seed"])["test_micro"]
     lines, higher, compared = [], 0, 0
     for (alpha, subset), rows in table[table["alpha"] < 1].groupby(["alpha", "subset"]):
@@ -276,8 +271,6 @@ def paper_agreement(ours: pd.Series, paper: pd.Series, resolved: pd.Series, *, w
 def paper_comparison(headline: dict, alpha: float, *agreements: str) -> str:
     """Notebook 06: ACL against NT-Xent at the study's alpha (study.compare_runs) beside the
     paper's pair of runs, then the sign agreements (paper_agreement), one bullet each."""
-    from .paper import PAPER_SSL_LINEAR_ACCURACY, PAPER_TEST_CLIPS
-
     published = PAPER_SSL_LINEAR_ACCURACY.set_index("alpha")["accuracy"] / 100
     lines = [
         f"- ACL (alpha {alpha:g}, m 0.5) against NT-Xent, paired over {headline['n']} "
