@@ -7,6 +7,7 @@ Accuracies and differences come in as fractions of 1 and are written in percent 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -68,6 +69,13 @@ def comparisons(paired: pd.DataFrame) -> str:
                 f"{100 * row['resolvable_difference']:.1f} points."
             )
         lines.append(line)
+    return "\n".join(lines) + "\n\n" + how_sure(paired)
+
+
+def how_sure(paired: pd.DataFrame) -> str:
+    """The verdict on a set of comparisons (rows of study.compare_runs): which differences both
+    intervals resolve, which only the one over seeds, and how many comparisons were made."""
+    records = paired.to_dict("records")
     both = [r["comparison"] for r in records if _resolved(r["ci"]) and _resolved(r["bootstrap_ci"])]
     seeds_only = [
         r["comparison"] for r in records if _resolved(r["ci"]) and not _resolved(r["bootstrap_ci"])
@@ -91,7 +99,7 @@ def comparisons(paired: pd.DataFrame) -> str:
         )
     if paired["ci"].isna().all():
         summary += " One seed: no interval over seeds, so the seed's own effect is not measured."
-    return "\n".join(lines) + "\n\n" + summary
+    return summary
 
 
 def pretraining(mean: pd.Series, paired: pd.DataFrame) -> str:
@@ -283,6 +291,37 @@ def paper_comparison(headline: dict, alpha: float, *agreements: str) -> str:
     return "\n".join(lines + [f"- {line}" for line in agreements])
 
 
+def directions(first: str | Path, second: str | Path, names: tuple[str, str]) -> str:
+    """Whether notebook 02's comparisons point the same way on two datasets: first and second
+    are results/<profile>/ folders of two runs of notebook 02, names say which data each is.
+    Each difference with its bootstrap interval (seeds and test clips), then how many agree in
+    sign and how many both intervals resolve."""
+
+    def paired(results) -> pd.DataFrame:
+        table = pd.read_csv(Path(results) / "tables" / "02_pretraining-paired.csv")
+        return table.set_index("comparison")
+
+    a, b = paired(first), paired(second)
+    shared = a.index.intersection(b.index)
+    rows, agree, resolved = [], [], []
+    for name in shared:
+        cis = [json.loads(side.loc[name, "bootstrap_ci"]) for side in (a, b)]
+        diffs = [side.loc[name, "mean_difference"] for side in (a, b)]
+        same = bool(np.sign(diffs[0]) == np.sign(diffs[1]))
+        agree += [name] if same else []
+        resolved += [name] if same and all(_resolved(ci) for ci in cis) else []
+        rows.append({"comparison": name} | {
+            f"{label} (points)": f"{points(d)} [{points(ci[0])}, {points(ci[1])}]"
+            for label, d, ci in zip(names, diffs, cis, strict=True)
+        } | {"same sign": "yes" if same else "no"})  # fmt: skip
+    summary = (
+        f"The two datasets agree in sign in {len(agree)} of {len(shared)} comparisons"
+        f" ({', '.join(agree) or 'none'}); both 95 % bootstrap intervals (seeds and test clips)"
+        f" exclude 0 with that sign in {len(resolved)} ({', '.join(resolved) or 'none'})."
+    )
+    return pd.DataFrame(rows).to_markdown(index=False) + "\n\n" + summary
+
+
 # --------------------------------------------------------------------------- README headline
 
 START, END = "<!-- headline:start -->", "<!-- headline:end -->"
@@ -294,14 +333,15 @@ def readme_headline(results: str | Path) -> str:
     tables = Path(results) / "tables"
     runs = pd.read_csv(tables / "02_pretraining-runs.csv")
     paired = pd.read_csv(tables / "02_pretraining-paired.csv")
+    for interval in ("ci", "bootstrap_ci"):  # written by to_csv as JSON lists
+        paired[interval] = [json.loads(v) if isinstance(v, str) else None for v in paired[interval]]
     accuracy = (
         runs.groupby("method", sort=False)["test_micro"]
         .agg(["mean", "min", "max", "count"])
         .rename_axis("method")
     )
     accuracy.columns = ["mean test accuracy", "min", "max", "seeds"]
-    columns = ["comparison", "verdict"] + [c for c in ["bootstrap_verdict"] if c in paired]
-    verdicts = paired[columns].rename(
+    verdicts = paired[["comparison", "verdict", "bootstrap_verdict"]].rename(
         columns={
             "verdict": "over seeds (t-interval)",
             "bootstrap_verdict": "over seeds and test clips",
@@ -311,6 +351,8 @@ def readme_headline(results: str | Path) -> str:
         markdown_table(accuracy, ["mean test accuracy", "min", "max"])
         + "\n\n"
         + verdicts.to_markdown(index=False)
+        + "\n\n"
+        + how_sure(paired)
     )
 
 

@@ -131,27 +131,35 @@ def _data_uri(png: Path) -> str:
 
 
 def _index(profile: str, pages: dict[str, str], results: Path) -> str:
+    """The index page: the notebooks, then the headline table and the key figure when the
+    notebooks that make them ran (run_all.sh --only may run a few)."""
     items = "\n".join(
         f'<li><a href="{name}">{html.escape(text)}</a></li>' for name, text in pages.items()
     )
-    headline = pd.read_csv(results / "tables" / HEADLINE_TABLE)[["comparison", "verdict"]]
-    figure = _data_uri(results / "figures" / KEY_FIGURE)
-    return f"""<h1>Angular contrastive learning of audio representations: the study</h1>
+    page = f"""<h1>Angular contrastive learning of audio representations: the study</h1>
 <p>A reproduction of <em>Self-supervised learning of audio representations using angular
 contrastive loss</em> (S. Wang, S. Tripathy, A. Mesaros, ICASSP 2023), {profile} profile: the
 {len(pages)} notebooks as <code>run_all.sh</code> executed them.</p>
 <ol>
 {items}
-</ol>
+</ol>"""
+    headline = results / "tables" / HEADLINE_TABLE
+    if headline.exists():
+        table = pd.read_csv(headline)[["comparison", "verdict"]].to_html(index=False, border=0)
+        page += f"""
 <h2>Pretraining methods paired by seed</h2>
 <p>Linear-evaluation accuracy on the test set: differences within a seed, with 95 % intervals.</p>
-{headline.to_html(index=False, border=0)}
+{table}"""
+    figure = results / "figures" / KEY_FIGURE
+    if figure.exists():
+        page += f"""
 <h2>The margin and alpha</h2>
 <figure>
-<img src="{figure}" alt="accuracy over the alpha x margin grid">
+<img src="{_data_uri(figure)}" alt="accuracy over the alpha x margin grid">
 <figcaption>Mean linear-evaluation accuracy over the alpha x margin grid (alpha = 1 is
 NT-Xent, where the margin plays no role).</figcaption>
 </figure>"""
+    return page
 
 
 def write_report(results: str | Path) -> dict:

@@ -133,6 +133,15 @@ def test_readme_headline_is_results_cpu_tables():
         assert abs(shown - 100 * accuracy.mean()) <= 0.05 + 1e-9, (method, row)
     paired = pd.read_csv(REPO / "results" / "cpu" / "tables" / "02_pretraining-paired.csv")
     assert all(v in block for v in paired["verdict"])
+    assert all(v in block for v in paired["bootstrap_verdict"])
+    resolved = [
+        row.comparison
+        for row in paired.itertuples()
+        if not any(v.startswith("no resolvable") for v in (row.verdict, row.bootstrap_verdict))
+    ]
+    assert f"resolved by both intervals ({', '.join(resolved)})" in block or (
+        not resolved and "none is resolved by both intervals" in block
+    )
 
 
 def test_write_readme_headline_replaces_only_the_block(tmp_path):
@@ -142,3 +151,28 @@ def test_write_readme_headline_replaces_only_the_block(tmp_path):
     text = readme.read_text()
     assert text.startswith("top\n") and text.endswith("bottom\n") and "old numbers" not in text
     assert not conclusions.write_readme_headline(readme, REPO / "results" / "cpu")
+
+
+def test_directions_on_two_datasets_count_signs_and_resolved_agreements(tmp_path):
+    """Notebook 02 run on two datasets: each comparison's sign, then the counts of agreements
+    and of agreements that both bootstrap intervals resolve (tables written as notebook 02 does).
+    """
+    first = [
+        comparison("ACL - NT-Xent", -0.02, [-0.04, 0.0], [-0.05, 0.01]),
+        comparison("NT-Xent - random init", 0.15, [0.12, 0.18], [0.11, 0.19]),
+        comparison("ACL - random init", 0.13, [0.10, 0.16], [0.09, 0.17]),
+    ]
+    second = [
+        comparison("ACL - NT-Xent", 0.01, [-0.01, 0.03], [-0.02, 0.04]),
+        comparison("NT-Xent - random init", 0.12, [0.09, 0.15], [0.08, 0.16]),
+        comparison("ACL - random init", 0.04, [-0.01, 0.09], [-0.02, 0.10]),
+    ]
+    for name, rows in (("a", first), ("b", second)):
+        (tmp_path / name / "tables").mkdir(parents=True)
+        pd.DataFrame(rows).to_csv(tmp_path / name / "tables" / "02_pretraining-paired.csv")
+    text = conclusions.directions(tmp_path / "a", tmp_path / "b", ("seed 0", "seed 1"))
+    row = next(line for line in text.splitlines() if line.startswith("| ACL - NT-Xent "))
+    assert [cell.strip() for cell in row.split("|")[1:-1]] == [
+        "ACL - NT-Xent", "-2.0 [-5.0, +1.0]", "+1.0 [-2.0, +4.0]", "no"]  # fmt: skip
+    assert "agree in sign in 2 of 3 comparisons (NT-Xent - random init, ACL - random init)" in text
+    assert "exclude 0 with that sign in 1 (NT-Xent - random init)" in text

@@ -220,3 +220,20 @@ def test_every_page_loads_in_chromium_without_errors_and_shows_every_image(smoke
             if name == "01_why_an_angular_margin.html":
                 assert state["math"] > 10, "the math is not drawn as MathML"
     assert sorted(p.stem for p in shots.iterdir()) == sorted(n[:-5] for n in summary["pages"])
+
+
+def test_run_all_runs_only_the_named_notebooks_into_the_named_results(tmp_path):
+    """`run_all.sh --only 01 --results DIR`: notebook 01 alone, executed into DIR/smoke/, whose
+    report indexes it without the tables and figure of the notebooks that did not run."""
+    env = os.environ | {"ACLAUDIO_RUNS": str(tmp_path / "runs")}
+    command = ["bash", "run_all.sh", "--profile", "smoke", "--only", "01", "--results",
+               str(tmp_path / "results")]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "[run_all] 01_why_an_angular_margin.ipynb (smoke)" in done.stdout
+    assert "[run_all] 02" not in done.stdout
+    smoke = tmp_path / "results" / "smoke"
+    assert [p.name for p in (smoke / "notebooks").iterdir()] == ["01_why_an_angular_margin.ipynb"]
+    index = (smoke / "report" / "index.html").read_text()
+    assert '<a href="01_why_an_angular_margin.html">' in index
+    assert "paired by seed" not in index and "<img" not in index
