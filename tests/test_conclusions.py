@@ -93,12 +93,15 @@ def test_supervised_counts_the_subsets_where_acl_is_higher():
 
 def test_ablation_names_the_extreme_cells():
     diff = pd.DataFrame([[0.01, -0.10], [0.02, -0.05]], index=[0.3, 0.7], columns=[0.5, 1.0])
-    best = comparison("ACL - NT-Xent", 0.02, [-0.01, 0.05], [-0.02, 0.06]) | {"comparison": "best"}
-    paired = pd.DataFrame([best])
+    row = comparison("ACL - NT-Xent", 0.02, [-0.01, 0.05], [-0.02, 0.06])
+    paired = pd.DataFrame([row | {"comparison": "best cell (alpha 0.7, m 0.5)"}])
     text = conclusions.ablation(diff, paired, n_seeds=2)
     assert "from -10.0 points (alpha 0.3, m 1) to +2.0 (alpha 0.7, m 0.5)" in text
     assert "2 of 4 cells are above NT-Xent" in text
     assert "exploratory" in text
+    same = pd.DataFrame([row | {"comparison": "paper setting = best cell (alpha 0.3, m 0.5)"}])
+    text = conclusions.ablation(diff, same, n_seeds=2)
+    assert "exploratory" not in text and "also the grid's best ACL cell" in text
 
 
 def test_the_toy_ties_for_nt_xent_and_not_for_the_class_aware_term():
@@ -176,3 +179,19 @@ def test_directions_on_two_datasets_count_signs_and_resolved_agreements(tmp_path
         "ACL - NT-Xent", "-2.0 [-5.0, +1.0]", "+1.0 [-2.0, +4.0]", "no"]  # fmt: skip
     assert "agree in sign in 2 of 3 comparisons (NT-Xent - random init, ACL - random init)" in text
     assert "exclude 0 with that sign in 1 (NT-Xent - random init)" in text
+
+
+def test_embeddings_says_which_way_each_number_moved():
+    geometry = pd.DataFrame(
+        {"tolerance (z)": [0.296, 0.320], "uniformity (z)": [-3.61, -3.63]},
+        index=["NT-Xent", "ACL"],
+    )
+    angles = pd.DataFrame(
+        {"positive: mean angle (rad)": [0.186, 0.254], "negative: fraction below m": [0.1, 0.1]},
+        index=["NT-Xent", "ACL"],
+    )
+    text = conclusions.embeddings(geometry, angles)
+    assert "tolerance (z): NT-Xent 0.296, ACL 0.320: ACL tighter classes." in text
+    assert "uniformity (z): NT-Xent -3.610, ACL -3.630: ACL more uniform." in text
+    assert "ACL 0.254: ACL views of a clip further apart." in text
+    assert "negative: fraction below m: NT-Xent 0.100, ACL 0.100: ACL the same." in text
