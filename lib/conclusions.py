@@ -294,21 +294,26 @@ def paper_comparison(headline: dict, alpha: float, *agreements: str) -> str:
     return "\n".join(lines + [f"- {line}" for line in agreements])
 
 
+def read_paired(results: str | Path) -> pd.DataFrame:
+    """Notebook 02's paired comparisons from a results/<profile>/ folder, the intervals back as
+    lists (to_csv wrote them as JSON)."""
+    paired = pd.read_csv(Path(results) / "tables" / "02_pretraining-paired.csv")
+    for interval in ("ci", "bootstrap_ci"):
+        paired[interval] = [json.loads(v) if isinstance(v, str) else None for v in paired[interval]]
+    return paired
+
+
 def directions(first: str | Path, second: str | Path, names: tuple[str, str]) -> str:
     """Whether notebook 02's comparisons point the same way on two datasets: first and second
     are results/<profile>/ folders of two runs of notebook 02, names say which data each is.
     Each difference with its bootstrap interval (seeds and test clips), then how many agree in
     sign and how many both intervals resolve."""
 
-    def paired(results) -> pd.DataFrame:
-        table = pd.read_csv(Path(results) / "tables" / "02_pretraining-paired.csv")
-        return table.set_index("comparison")
-
-    a, b = paired(first), paired(second)
+    a, b = (read_paired(results).set_index("comparison") for results in (first, second))
     shared = a.index.intersection(b.index)
     rows, agree, resolved = [], [], []
     for name in shared:
-        cis = [json.loads(side.loc[name, "bootstrap_ci"]) for side in (a, b)]
+        cis = [side.loc[name, "bootstrap_ci"] for side in (a, b)]
         diffs = [side.loc[name, "mean_difference"] for side in (a, b)]
         same = bool(np.sign(diffs[0]) == np.sign(diffs[1]))
         agree += [name] if same else []
@@ -335,9 +340,7 @@ def readme_headline(results: str | Path) -> str:
     paired comparisons with their verdicts (notebook 02)."""
     tables = Path(results) / "tables"
     runs = pd.read_csv(tables / "02_pretraining-runs.csv")
-    paired = pd.read_csv(tables / "02_pretraining-paired.csv")
-    for interval in ("ci", "bootstrap_ci"):  # written by to_csv as JSON lists
-        paired[interval] = [json.loads(v) if isinstance(v, str) else None for v in paired[interval]]
+    paired = read_paired(results)
     accuracy = (
         runs.groupby("method", sort=False)["test_micro"]
         .agg(["mean", "min", "max", "count"])
