@@ -95,12 +95,19 @@ def title(notebook: nbformat.NotebookNode, default: str) -> str:
     return default
 
 
-def _without_machine_paths(notebook: nbformat.NotebookNode) -> None:
-    """Paths in the outputs as a reader knows them: installed modules (this one included) from
-    their package (warnings name them), the folders the notebook ran with relative to the
-    checkout that ran it (the folder above results_root), or by their own name when outside it."""
+#: The folders before an installed module's name (the lookbehind starts a match only where a path
+#: starts, which keeps the search linear on long strings such as a figure's base64).
+_INSTALLED = re.compile(r"(?<![^\s'\"<>])[^\s'\"<>]*site-packages[/\\]")
+
+
+def without_machine_paths(notebook: nbformat.NotebookNode) -> None:
+    """Paths as a reader knows them, everywhere in an executed notebook (outputs, the parameters
+    cell that papermill injects, its metadata): installed modules (this one included) from their
+    package (warnings name them), the folders the notebook ran with relative to the checkout
+    that ran it (the folder above results_root), or by their own name when outside it, and the
+    notebooks' own folder relative to this checkout."""
     parameters = notebook.metadata.get("papermill", {}).get("parameters", {})
-    if "results_root" not in parameters:
+    if not os.path.isabs(parameters.get("results_root", "")):
         return
     root = Path(parameters["results_root"]).parent
     outside = [Path(v) for v in parameters.values() if isinstance(v, str) and os.path.isabs(v)]
@@ -109,21 +116,23 @@ def _without_machine_paths(notebook: nbformat.NotebookNode) -> None:
     package = Path(__file__).parent  # this package's own warnings name its source files
 
     def readable(text: str) -> str:
-        text = re.sub(r"[^\s'\"<>]*site-packages[/\\]", "", text)
+        text = _INSTALLED.sub("", text)
         text = text.replace(f"{package}{os.sep}", f"aclaudio{os.sep}")
         for path in outside:
             text = text.replace(str(path), path.name)
-        return text.replace(f"{root}{os.sep}", "")
+        text = text.replace(f"{root}{os.sep}", "").replace(str(root), ".")
+        return text.replace(f"{REPO}{os.sep}", "")  # the notebooks ran from this checkout
 
-    for cell in notebook.cells:
-        for output in cell.get("outputs", []):
-            if "text" in output:
-                output.text = readable(output.text)
-            if "traceback" in output:
-                output.traceback = [readable(line) for line in output.traceback]
-            for mime, value in output.get("data", {}).items():
-                if mime.startswith("text/"):
-                    output.data[mime] = readable(value)
+    def rewrite(node):
+        if isinstance(node, str):
+            return readable(node)
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        if isinstance(node, dict):
+            return type(node)((key, rewrite(value)) for key, value in node.items())
+        return node
+
+    notebook.update(rewrite(notebook))
 
 
 def _data_uri(png: Path) -> str:
@@ -165,7 +174,8 @@ NT-Xent, where the margin plays no role).</figcaption>
 def write_report(results: str | Path) -> dict:
     """Render RESULTS/notebooks/*.ipynb to RESULTS/report/: one page per notebook and an index
     with the key figure and the headline table; for this checkout's results/cpu/, also the
-    README's headline (README shows the cpu profile's numbers). Returns what it wrote."""
+    README's headline (README shows the cpu profile's numbers). The executed notebooks are
+    saved back without machine paths, as they get committed. Returns what it wrote."""
     results = Path(results)
     notebooks = sorted((results / "notebooks").glob("*.ipynb"))
     if not notebooks:
@@ -177,7 +187,8 @@ def write_report(results: str | Path) -> dict:
     for path in notebooks:
         notebook = nbformat.read(path, as_version=4)
         pages[f"{path.stem}.html"] = title(notebook, path.stem)
-        _without_machine_paths(notebook)
+        without_machine_paths(notebook)
+        atomic_write_text(path, nbformat.writes(notebook))
         page = _page(pages[f"{path.stem}.html"], exporter.from_notebook_node(notebook)[0])
         atomic_write_text(out / f"{path.stem}.html", page)
     index = _index(results.name, pages, results)

@@ -94,6 +94,43 @@ def test_the_report_is_an_index_and_one_self_contained_page_per_notebook(smoke_r
     assert "<math" in first and "\\alpha" not in first  # TeX drawn as MathML, none left raw
 
 
+def test_the_executed_notebooks_keep_no_machine_path_after_the_report(smoke_report):
+    """Not in the outputs, nor in the parameters cell that papermill injects, nor in its
+    metadata: the whole file, as it is committed under results/."""
+    study = smoke_report[1].parents[2]
+    for path in sorted((study / "results" / "smoke" / "notebooks").glob("*.ipynb")):
+        text = path.read_text()
+        for machine in (str(study), str(ROOT), str(Path.home())):
+            assert machine not in text, f"{path.name} names {machine}"
+        notebook = nbformat.read(path, as_version=4)
+        tags = [cell.metadata.get("tags", []) for cell in notebook.cells]
+        injected = notebook.cells[tags.index(["injected-parameters"])]
+        assert 'data_dir = "data"' in injected.source, path.name
+        assert notebook.metadata.papermill.parameters.results_root == "results", path.name
+
+
+def test_machine_paths_are_rewritten_fast_beside_a_large_figure(tmp_path):
+    """A figure is a long string without a space: the search for installed modules' folders
+    must stay linear on it (a quadratic one takes hours on 1 MB)."""
+    checkout = tmp_path / "checkout"
+    notebook = nbformat.v4.new_notebook(metadata={"papermill": {"parameters": {
+        "data_dir": "/elsewhere/fsd", "results_root": str(checkout / "results")}}})  # fmt: skip
+    notebook.cells.append(nbformat.v4.new_code_cell(
+        f'data_dir = "/elsewhere/fsd"\nresults_root = "{checkout}/results"',
+        outputs=[nbformat.v4.new_output("display_data", {"image/png": "iVBOR" * 200_000}),
+                 nbformat.v4.new_output("stream", text=f"read {checkout}/runs/a and "
+                                        "/usr/lib/python3/site-packages/torch/nn.py")],
+    ))  # fmt: skip
+    start = time.perf_counter()
+    report.without_machine_paths(notebook)
+    assert time.perf_counter() - start < 5
+    cell = notebook.cells[0]
+    assert cell.source == 'data_dir = "fsd"\nresults_root = "results"'
+    assert cell.outputs[1].text == "read runs/a and torch/nn.py"
+    assert cell.outputs[0].data["image/png"] == "iVBOR" * 200_000
+    assert notebook.metadata.papermill.parameters == {"data_dir": "fsd", "results_root": "results"}
+
+
 def chromium() -> str:
     """Debian's chromium; in CI (ACLAUDIO_REQUIRE_BROWSER=1) a missing one is a failure."""
     path = shutil.which("chromium")
