@@ -185,7 +185,8 @@ def margin(toy: pd.DataFrame, *, paper: float = PAPER_TOY_NT_XENT) -> str:
 
 def supervised(table: pd.DataFrame) -> str:
     """Notebook 03. table: one row per run with subset, alpha (1 = cross-entropy), seed,
-    test_micro and its Wilson interval test_micro_low, test_micro_high."""
+    test_micro and its Wilson interval test_micro_low, test_micro_high, best_epoch (counted
+    from 0) and finished_epochs."""
     ce = table[table["alpha"] == 1].set_index(["subset", "seed"])["test_micro"]
     lines, higher, compared = [], 0, 0
     for (alpha, subset), rows in table[table["alpha"] < 1].groupby(["alpha", "subset"]):
@@ -209,7 +210,22 @@ def supervised(table: pd.DataFrame) -> str:
         )
     else:
         text += f"{n_seeds} seeds per cell, paired by seed."
-    return text
+    return text + _still_improving(table)
+
+
+def _still_improving(table: pd.DataFrame) -> str:
+    """A warning when runs kept their last epoch: the validation loss was still falling, so
+    their accuracies are under what longer training reaches."""
+    last = table["best_epoch"] == table["finished_epochs"] - 1
+    if not last.any():
+        return ""
+    epochs = table["finished_epochs"].unique()
+    length = f"the last of their {epochs[0]} epochs" if len(epochs) == 1 else "their last epoch"
+    return (
+        f" In {last.sum()} of {len(table)} runs the lowest validation loss came in {length}: "
+        "those runs were still improving when they stopped, so their accuracies are lower "
+        "than longer training would give."
+    )
 
 
 def ablation(diff: pd.DataFrame, paired: pd.DataFrame, n_seeds: int) -> str:
