@@ -1,5 +1,6 @@
 """What a loss did to the embedding space: 2-D maps of clip embeddings and the angles between
-the two augmented views of each clip (notebook 05).
+the two augmented views of each clip (notebook 05), and where clips sit against the margin
+(notebook 04).
 
 The angular-margin term of ACL acts on angles between encoder outputs h: it squares the angle of
 each positive pair (two views of one clip) and pushes every negative pair (views of different
@@ -63,6 +64,22 @@ def view_pair_angles(
         )
         h1, h2 = (torch.cat([model.encoder(part) for part in v.split(batch_size)]) for v in views)
     return evaluate.pair_angles(h1, h2)
+
+
+def margin_geometry(h, margin: float) -> dict:
+    """How an encoder's clip embeddings h (n, dim) sit against a margin: the share of h's
+    entries that are exactly 0, the mean angle between clips (radians) and the share of clip
+    pairs farther apart than `margin`. L_AM pushes every negative pair beyond the margin; when
+    h is non-negative (a ReLU, then average pooling) no two clips are more than pi/2 apart, so
+    a margin near pi/2 can be met only with embeddings that share almost no active unit."""
+    h = np.asarray(h)
+    angles = evaluate.clip_angles(h)
+    return {
+        "zero_share": float((h == 0).mean()),
+        "mean_angle": float(angles.mean()),
+        "beyond_margin": float((angles > margin).mean()),
+        "non_negative": bool((h >= 0).all()),
+    }
 
 
 def tsne_2d(embeddings, *, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:

@@ -228,10 +228,13 @@ def _still_improving(table: pd.DataFrame) -> str:
     )
 
 
-def ablation(diff: pd.DataFrame, paired: pd.DataFrame, n_seeds: int) -> str:
+def ablation(
+    diff: pd.DataFrame, paired: pd.DataFrame, n_seeds: int, geometry: pd.DataFrame | None = None
+) -> str:
     """Notebook 04. diff: ACL - NT-Xent (fractions), alpha rows x margin columns; paired: the
     compare_runs rows of the paper's setting and of the best cell ("best cell (...)"), or one
-    row when they are the same cell ("paper setting = best cell (...)")."""
+    row when they are the same cell ("paper setting = best cell (...)"); geometry: per
+    (alpha, margin) cell, analysis.margin_geometry's columns averaged over seeds."""
     stacked = diff.stack()
     (lo_a, lo_m), (hi_a, hi_m) = stacked.idxmin(), stacked.idxmax()
     text = (
@@ -256,7 +259,27 @@ def ablation(diff: pd.DataFrame, paired: pd.DataFrame, n_seeds: int) -> str:
         )
     elif names.str.contains("= best cell").any():
         caveat = " The paper's setting, fixed in advance, is also the grid's best ACL cell."
+    if geometry is not None:
+        text += _margin_geometry(geometry)
     return text + "\n\n" + comparisons(paired) + caveat
+
+
+def _margin_geometry(geometry: pd.DataFrame) -> str:
+    """Where the ACL runs' test clips sit against each margin, averaged over alpha."""
+    acl = geometry[geometry.index.get_level_values("alpha") < 1]
+    by_margin = acl.groupby(level="margin").mean(numeric_only=True)
+    if len(by_margin) < 2:
+        return ""
+    text = " On the test clips, averaged over alpha: " + "; ".join(
+        f"at m {margin:g}, {pct(row.zero_share)} of h's entries are 0 and two clips sit "
+        f"{row.mean_angle:.2f} rad apart on average ({pct(row.beyond_margin)} of pairs beyond "
+        "the margin)"
+        for margin, row in by_margin.iterrows()
+    )
+    text += "."
+    if geometry["non_negative"].all():
+        text += " h is non-negative, so no two clips can be more than pi/2 = 1.57 rad apart."
+    return text
 
 
 def embeddings(geometry: pd.DataFrame, angles: pd.DataFrame) -> str:

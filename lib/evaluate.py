@@ -338,14 +338,25 @@ def pair_angles(h1, h2) -> tuple[np.ndarray, np.ndarray]:
     if a.shape != b.shape:
         raise ValueError(f"h1 and h2 must have the same shape, got {a.shape} and {b.shape}")
     n = len(a)
-    views = torch.cat([a, b])
-    # For unit vectors |x - y| = 2 sin(angle / 2) and |x + y| = 2 cos(angle / 2): atan2 of the two
-    # stays accurate near 0 and pi, where arccos of the cosine does not. The distances are exact
-    # differences (no matmul shortcut, which would cancel small angles away).
-    exact = "donot_use_mm_for_euclid_dist"
-    difference = torch.cdist(views, views, compute_mode=exact)
-    total = torch.cdist(views, -views, compute_mode=exact)
-    angles = (2 * torch.atan2(difference, total)).cpu().double().numpy()
+    angles = _angles(torch.cat([a, b]))
     i, j = np.triu_indices(2 * n, k=1)
     negative = j != i + n
     return angles[np.arange(n), np.arange(n) + n], angles[i[negative], j[negative]]
+
+
+def clip_angles(h) -> np.ndarray:
+    """Angles in radians between the rows of h (n, dim), each unordered pair once."""
+    unit = _unit_rows(h, "h")
+    i, j = np.triu_indices(len(unit), k=1)
+    return _angles(unit)[i, j]
+
+
+def _angles(unit: torch.Tensor) -> np.ndarray:
+    """The (n, n) angles between unit rows. For unit vectors |x - y| = 2 sin(angle / 2) and
+    |x + y| = 2 cos(angle / 2): atan2 of the two stays accurate near 0 and pi, where arccos of
+    the cosine does not. The distances are exact differences (no matmul shortcut, which would
+    cancel small angles away)."""
+    exact = "donot_use_mm_for_euclid_dist"
+    difference = torch.cdist(unit, unit, compute_mode=exact)
+    total = torch.cdist(unit, -unit, compute_mode=exact)
+    return (2 * torch.atan2(difference, total)).cpu().double().numpy()

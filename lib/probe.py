@@ -222,6 +222,18 @@ def evaluate_run(run: Run, model, data: TrainingData, config, device, best_epoch
     }
 
 
+def test_embeddings(run: Run) -> dict[str, np.ndarray]:
+    """The test clips' h, z and target that evaluate_run saved with the run."""
+    path = run.path / "test_embeddings.npz"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: no test embeddings, the run has no linear evaluation "
+            f"(aclaudio linear-eval {run.path})"
+        )
+    with np.load(path) as saved:
+        return {name: saved[name] for name in saved.files}
+
+
 def relinear_evaluation(run: Run, *, progress: bool = True) -> dict:
     """Linear evaluation of a finished pretraining run again (its summary is not changed)."""
     model, data, device = load_pretrained(run, progress=progress)

@@ -111,3 +111,13 @@ def test_tsne_adapts_to_tiny_sets_and_rejects_bad_input():
         analysis.tsne_2d(np.vstack([np.eye(4), np.zeros(4)]))
     with pytest.raises(ValueError, match="perplexity must be positive"):
         analysis.tsne_2d(np.eye(4), perplexity=0)
+
+
+def test_margin_geometry_by_hand():
+    h = [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [3.0, 3.0, 0.0]]  # angles pi/2, pi/4, pi/4
+    geometry = analysis.margin_geometry(h, margin=1.0)
+    assert geometry["zero_share"] == pytest.approx(5 / 9)
+    assert geometry["mean_angle"] == pytest.approx(np.pi / 3)
+    assert geometry["beyond_margin"] == pytest.approx(1 / 3)  # only pi/2 is beyond 1 rad
+    assert geometry["non_negative"] is True
+    assert analysis.margin_geometry(-np.asarray(h), margin=0.5)["non_negative"] is False

@@ -107,6 +107,26 @@ def test_ablation_names_the_extreme_cells():
     same = pd.DataFrame([row | {"comparison": "paper setting = best cell (alpha 0.3, m 0.5)"}])
     text = conclusions.ablation(diff, same, n_seeds=2)
     assert "exploratory" not in text and "also the grid's best ACL cell" in text
+    geometry = pd.DataFrame(
+        {
+            "zero_share": [0.02, 0.7, 0.04, 0.8, 0.0],
+            "mean_angle": [0.8, 1.3, 0.9, 1.36, 0.7],
+            "beyond_margin": [0.1, 0.9, 0.2, 0.96, 0.05],
+            "non_negative": [True] * 5,
+        },
+        index=pd.MultiIndex.from_tuples(
+            [(0.3, 0.5), (0.3, 1.0), (0.7, 0.5), (0.7, 1.0), (1.0, 0.5)], names=["alpha", "margin"]
+        ),
+    )
+    text = conclusions.ablation(diff, same, n_seeds=2, geometry=geometry)
+    assert (
+        "at m 0.5, 3.0 % of h's entries are 0 and two clips sit 0.85 rad apart on average "
+        "(15.0 % of pairs beyond the margin); at m 1, 75.0 % of h's entries are 0 and two clips "
+        "sit 1.33 rad apart on average (93.0 % of pairs beyond the margin)."
+    ) in text  # NT-Xent (alpha 1) left out of the means
+    assert "no two clips can be more than pi/2" in text
+    geometry.loc[(1.0, 0.5), "non_negative"] = False
+    assert "pi/2" not in conclusions.ablation(diff, same, n_seeds=2, geometry=geometry)
 
 
 def test_the_toy_ties_for_nt_xent_and_not_for_the_class_aware_term():

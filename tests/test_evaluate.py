@@ -14,6 +14,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from aclaudio.evaluate import (
     accuracy_report,
+    clip_angles,
     clip_probabilities,
     knn_predict,
     pair_angles,
@@ -219,6 +220,19 @@ def test_pair_angles_against_brute_force():
     assert len(negatives) == 2 * 6 * 5
     np.testing.assert_allclose(negatives, expected, atol=1e-7)
     np.testing.assert_allclose(positives, [angle(i, i + 6) for i in range(6)], atol=1e-7)
+
+
+def test_clip_angles_of_each_unordered_pair():
+    h = [[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]]  # 90 degrees, then 45 and 45
+    np.testing.assert_allclose(clip_angles(h), [math.pi / 2, math.pi / 4, math.pi / 4])
+    rng = np.random.default_rng(4)
+    h = rng.standard_normal((7, 3))
+    unit = h / np.linalg.norm(h, axis=1, keepdims=True)
+    i, j = np.triu_indices(7, k=1)
+    expected = np.arccos(np.clip((unit[i] * unit[j]).sum(axis=1), -1, 1))
+    np.testing.assert_allclose(clip_angles(h), expected, atol=1e-7)
+    with pytest.raises(ValueError, match="all-zero rows"):
+        clip_angles([[1.0, 0.0], [0.0, 0.0]])
 
 
 def test_pair_angles_resolves_tiny_and_opposite_angles_in_float32():

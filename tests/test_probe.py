@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from aclaudio import probe
+from aclaudio.runs import Run
 
 
 def clips_of(rng, centres: np.ndarray, n_clips: int, noise: float = 0.3):
@@ -103,3 +104,16 @@ def test_batchnorm_statistics_are_the_average_over_the_batches():
     torch.testing.assert_close(encoder[1].running_var, expected_var)
     assert encoder[1].momentum == 0.1  # restored
     assert all(torch.equal(a, b) for a, b in zip(weights, encoder.parameters(), strict=True))
+
+
+def test_test_embeddings_of_a_run_without_evaluation_say_what_to_run(tmp_path):
+    run = Run(tmp_path / "pretrain-0123", config=None)
+    with pytest.raises(FileNotFoundError, match=r"pretrain-0123.*aclaudio linear-eval"):
+        probe.test_embeddings(run)
+    h, z, target = np.ones((3, 4)), np.zeros((3, 2)), np.arange(3)
+    run.path.mkdir()
+    np.savez_compressed(run.path / "test_embeddings.npz", h=h, z=z, target=target)
+    saved = probe.test_embeddings(run)
+    assert sorted(saved) == ["h", "target", "z"]
+    np.testing.assert_array_equal(saved["h"], h)
+    np.testing.assert_array_equal(saved["target"], target)
