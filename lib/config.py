@@ -114,6 +114,9 @@ class SupervisedConfig(DataRun):
     plateau_factor: float = 0.5
     plateau_patience: int = 5
     train_hop: int = 50  # patches of the training clips, each inheriting the clip's label
+    # test: non-overlapping patches, a remainder shorter than a patch dropped (the authors'); True
+    # adds a patch aligned to the clip's end, as the self-supervised evaluation does
+    test_end_patch: bool = False
 
 
 @dataclass(frozen=True)

@@ -32,12 +32,13 @@ def embed(
     per_band: bool = False,
     amp: bool = True,
     hop: int | None = None,
+    end_patch: bool = True,
     batch_size: int = 256,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Outputs of every evaluation patch of the clips (hop: the preset's eval_hop unless
-    given): (patches, dim) and the clip row of each patch."""
+    given; end_patch: see features.patch_starts): (patches, dim) and the clip row of each."""
     mean, std = data.normaliser(device, per_band=per_band)
-    patches = [(data.cache.clip_patches(int(r), hop=hop), r) for r in rows]
+    patches = [(data.cache.clip_patches(int(r), hop=hop, end_patch=end_patch), r) for r in rows]
     clip_of_patch = np.concatenate([np.full(len(p), r) for p, r in patches])
     stacked = np.concatenate([p for p, _ in patches])
     encoder.eval()
@@ -117,11 +118,12 @@ def clip_report(
     *,
     per_band: bool = False,
     hop: int | None = None,
+    end_patch: bool = True,
     aggregate: str = "mean",
 ) -> dict:
     """Accuracy of a patch classifier on clips: softmax over every patch, aggregated per clip."""
     logits, clip_of_patch = embed(
-        classifier, data, rows, device, amp=amp, per_band=per_band, hop=hop
+        classifier, data, rows, device, amp=amp, per_band=per_band, hop=hop, end_patch=end_patch
     )
     probs = torch.from_numpy(logits).softmax(1).numpy()
     ids, clip_probs = evaluate.clip_probabilities(probs, clip_of_patch, aggregate=aggregate)

@@ -140,11 +140,12 @@ def clip_log_mel(path: str | Path, preset: str | Preset) -> np.ndarray:
     return log_mel(load_audio(path, preset.sample_rate), preset).numpy()
 
 
-def patch_starts(length: int, frames: int, hop: int) -> np.ndarray:
-    """First frames of a clip's evaluation patches: 0, hop, 2*hop, ... while they fit, then one
-    aligned to the clip's end for any remainder; a clip shorter than a patch gives one."""
+def patch_starts(length: int, frames: int, hop: int, *, end_patch: bool = True) -> np.ndarray:
+    """First frames of a clip's evaluation patches: 0, hop, 2*hop, ... while they fit, then
+    (end_patch) one aligned to the clip's end for any remainder; a clip shorter than a patch
+    gives one."""
     starts = list(range(0, max(length - frames, 0) + 1, hop))
-    if length > frames and starts[-1] + frames < length:
+    if end_patch and length > frames and starts[-1] + frames < length:
         starts.append(length - frames)
     return np.array(starts)
 
@@ -229,11 +230,14 @@ class FeatureCache:
         starts = rng.integers(0, np.maximum(lengths - frames, 0) + 1)
         return self._gather(rows, starts, frames)
 
-    def clip_patches(self, row: int, frames: int | None = None, hop: int | None = None):
+    def clip_patches(
+        self, row: int, frames: int | None = None, hop: int | None = None, *, end_patch: bool = True
+    ):
         """All patches of one clip with a hop (see patch_starts), (P, n_mels, frames) float32,
         for evaluation."""
         frames = frames or self.preset.patch_frames
-        starts = patch_starts(self._lengths[row], frames, hop or self.preset.eval_hop)
+        hop = hop or self.preset.eval_hop
+        starts = patch_starts(self._lengths[row], frames, hop, end_patch=end_patch)
         return self._gather(np.full(len(starts), row), starts, frames)
 
     def patches_at(self, rows: np.ndarray, starts: np.ndarray, frames: int) -> np.ndarray:

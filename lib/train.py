@@ -329,10 +329,11 @@ def _supervised(run: Run, config: SupervisedConfig, progress: bool) -> Run:
         run.save_checkpoint(capture(modules, epoch=epoch, best=best))
 
     best_epoch = run.load_weights(model)
-    # the authors' (docs/protocol.md): non-overlapping patches, softmax summed per clip, argmax
+    # the authors' (docs/protocol.md): non-overlapping patches, the remainder dropped unless
+    # test_end_patch, softmax summed per clip, argmax
     report = clip_report(
         models.Logits(model), data, data.test_rows, device, config.amp, per_band=True,
-        hop=frames, aggregate="sum",
+        hop=frames, end_patch=config.test_end_patch, aggregate="sum",
     )  # fmt: skip
     atomic_write_text(run.path / "evaluation.json", json.dumps(report, indent=1))
     summary = result_columns(report) | {

@@ -135,6 +135,15 @@ def test_clip_patches_cover_the_clip(tiny_dataset, tmp_path):
     np.testing.assert_array_equal(patches[1], cache.clip(long)[:, 16:48])
 
 
+def test_patch_starts_with_and_without_the_end_patch():
+    assert features.patch_starts(250, 100, 100).tolist() == [0, 100, 150]
+    assert features.patch_starts(250, 100, 100, end_patch=False).tolist() == [0, 100]
+    assert features.patch_starts(300, 100, 100, end_patch=False).tolist() == [0, 100, 200]
+    assert features.patch_starts(300, 100, 100).tolist() == [0, 100, 200]  # no remainder
+    assert features.patch_starts(60, 100, 100).tolist() == [0]  # short: one, repeated to fit
+    assert features.patch_starts(60, 100, 100, end_patch=False).tolist() == [0]
+
+
 def test_cache_key_follows_files_and_preset(tiny_dataset, tmp_path):
     dataset = datasets.load_dataset(tiny_dataset)
     key = features.cache_key(dataset, features.PRESETS["cpu"])

@@ -178,6 +178,34 @@ def test_supervised_runs_with_validation_split(smoke_data, tmp_path):
     assert 0 <= summary["test_micro"] <= 1
 
 
+@pytest.mark.parametrize("end_patch", [False, True])
+def test_supervised_test_drops_the_remainder_as_the_authors_do(smoke_data, tmp_path, monkeypatch,
+                                                               end_patch):  # fmt: skip
+    """The authors test on length // patch non-overlapping patches; test_end_patch adds one
+    aligned to the clip's end where a remainder is left."""
+    counted = {}
+    real = features.FeatureCache.clip_patches
+
+    def counting(cache, row, frames=None, hop=None, **kwargs):
+        patches = real(cache, row, frames, hop, **kwargs)
+        counted[row] = (len(patches), int(cache.clips["length"][row]), cache.preset.patch_frames)
+        return patches
+
+    monkeypatch.setattr(features.FeatureCache, "clip_patches", counting)
+    cfg = config.profile_config(
+        "supervised", "smoke", data_dir=str(smoke_data), subset="all", epochs=1,
+        test_end_patch=end_patch,
+    )  # fmt: skip
+    train.supervised(cfg, runs_dir=tmp_path, progress=False)
+    assert len(counted) == 40  # every test clip, once
+    with_remainder = 0
+    for n, length, frames in counted.values():
+        whole, rest = divmod(length, frames)
+        assert n == max(whole, 1) + (end_patch and whole >= 1 and rest > 0), (n, length, frames)
+        with_remainder += whole >= 1 and rest > 0
+    assert with_remainder > 0  # the smoke set has clips whose remainder the test drops
+
+
 @pytest.mark.parametrize("alpha", [1.0, 0.7])
 def test_supervised_validation_loss_is_on_the_training_scale(smoke_data, tmp_path, alpha):
     """The angular term is a sum over a batch's pairs: measured in batches larger than the
