@@ -95,6 +95,7 @@ def title(notebook: nbformat.NotebookNode, default: str) -> str:
     return default
 
 
+_WIDGET = "application/vnd.jupyter.widget-view+json"
 #: The folders before an installed module's name (the lookbehind starts a match only where a path
 #: starts, which keeps the search linear on long strings such as a figure's base64).
 _INSTALLED = re.compile(r"(?<![^\s'\"<>])[^\s'\"<>]*site-packages[/\\]")
@@ -133,6 +134,22 @@ def without_machine_paths(notebook: nbformat.NotebookNode) -> None:
         return node
 
     notebook.update(rewrite(notebook))
+
+
+def _same_on_every_run(notebook: nbformat.NotebookNode) -> None:
+    """A fixed id for the parameters cell that papermill injects (it draws a new one on every
+    execution), so that a rerun with the same results changes neither notebook nor page."""
+    for cell in notebook.cells:
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = "injected-parameters"
+
+
+def _without_widgets(notebook: nbformat.NotebookNode) -> None:
+    """Progress bars out: JupyterLab draws them from the notebook's saved widget state, while a
+    static page, with no widget manager, would keep an empty box under a random id."""
+    for cell in notebook.cells:
+        if "outputs" in cell:
+            cell.outputs = [out for out in cell.outputs if _WIDGET not in out.get("data", {})]
 
 
 def _data_uri(png: Path) -> str:
@@ -175,7 +192,8 @@ def write_report(results: str | Path) -> dict:
     """Render RESULTS/notebooks/*.ipynb to RESULTS/report/: one page per notebook and an index
     with the key figure and the headline table; for this checkout's results/cpu/, also the
     README's headline (README shows the cpu profile's numbers). The executed notebooks are
-    saved back without machine paths, as they get committed. Returns what it wrote."""
+    saved back without machine paths and with a fixed id for papermill's parameters cell, as
+    they get committed. Returns what it wrote."""
     results = Path(results)
     notebooks = sorted((results / "notebooks").glob("*.ipynb"))
     if not notebooks:
@@ -188,7 +206,9 @@ def write_report(results: str | Path) -> dict:
         notebook = nbformat.read(path, as_version=4)
         pages[f"{path.stem}.html"] = title(notebook, path.stem)
         without_machine_paths(notebook)
+        _same_on_every_run(notebook)
         atomic_write_text(path, nbformat.writes(notebook))
+        _without_widgets(notebook)
         page = _page(pages[f"{path.stem}.html"], exporter.from_notebook_node(notebook)[0])
         atomic_write_text(out / f"{path.stem}.html", page)
     index = _index(results.name, pages, results)

@@ -109,6 +109,23 @@ def test_the_executed_notebooks_keep_no_machine_path_after_the_report(smoke_repo
         assert notebook.metadata.papermill.parameters.results_root == "results", path.name
 
 
+def test_pages_carry_no_id_that_changes_from_run_to_run(smoke_report):
+    """Papermill's parameters cell, pandas' styled tables and the progress bars' widgets each
+    draw a random id on every execution: a rerun with the same results would change the page."""
+    summary, folder = smoke_report
+    widget = "application/vnd.jupyter.widget-view+json"
+    notebooks = sorted((folder.parent / "notebooks").glob("*.ipynb"))
+    executed = [nbformat.read(path, as_version=4) for path in notebooks]
+    outputs = [out for nb in executed for cell in nb.cells for out in cell.get("outputs", [])]
+    assert any(widget in out.get("data", {}) for out in outputs)  # kept for JupyterLab
+    for name in summary["pages"][1:]:
+        page = (folder / name).read_text()
+        assert widget not in page, name
+        assert 'id="cell-id=injected-parameters"' in page, name
+        assert set(re.findall(r'<table id="T_(\w+?)"', page)) <= {"sizes", "noise", "difficulty",
+                                                                 "toy"}, name  # fmt: skip
+
+
 def test_machine_paths_are_rewritten_fast_beside_a_large_figure(tmp_path):
     """A figure is a long string without a space: the search for installed modules' folders
     must stay linear on it (a quadratic one takes hours on 1 MB)."""
