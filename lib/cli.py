@@ -335,7 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--minutes", type=int, default=240, help="time limit per job")
     grid.set_defaults(run=_sweep)
 
-    report = commands.add_parser("report", help="the executed notebooks as a static web page")
+    report = commands.add_parser(
+        "report",
+        help="the executed notebooks as a static web page",
+        description="Render RESULTS/notebooks/*.ipynb to RESULTS/report/, and save the notebooks "
+        "back with their paths relative to the checkout that ran them.",
+    )
     where = report.add_mutually_exclusive_group()
     where.add_argument("--profile", choices=list(PROFILES), default="cpu",
                        help="render results/PROFILE of this checkout (default cpu)")  # fmt: skip
