@@ -68,16 +68,19 @@ def view_pair_angles(
 
 def margin_geometry(h, margin: float) -> dict:
     """How an encoder's clip embeddings h (n, dim) sit against a margin: the share of h's
-    entries that are exactly 0, the mean angle between clips (radians) and the share of clip
-    pairs farther apart than `margin`. L_AM pushes every negative pair beyond the margin; when
-    h is non-negative (a ReLU, then average pooling) no two clips are more than pi/2 apart, so
-    a margin near pi/2 can be met only with embeddings that share almost no active unit."""
+    entries that are exactly 0, the share of clips whose h is all 0 (no direction: left out of
+    the angles), the mean angle between the other clips (radians) and the share of their pairs
+    farther apart than `margin`. L_AM pushes every negative pair beyond the margin; when h is
+    non-negative (a ReLU, then average pooling) no two clips are more than pi/2 apart, so a
+    margin near pi/2 can be met only with embeddings that share almost no active unit."""
     h = np.asarray(h)
-    angles = evaluate.clip_angles(h)
+    directed = h[(h != 0).any(axis=1)]
+    angles = evaluate.clip_angles(directed) if len(directed) > 1 else np.array([])
     return {
         "zero_share": float((h == 0).mean()),
-        "mean_angle": float(angles.mean()),
-        "beyond_margin": float((angles > margin).mean()),
+        "zero_clips": 1 - len(directed) / len(h),
+        "mean_angle": float(angles.mean()) if angles.size else float("nan"),
+        "beyond_margin": float((angles > margin).mean()) if angles.size else float("nan"),
         "non_negative": bool((h >= 0).all()),
     }
 

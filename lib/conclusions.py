@@ -186,7 +186,7 @@ def margin(toy: pd.DataFrame, *, paper: float = PAPER_TOY_NT_XENT) -> str:
 def supervised(table: pd.DataFrame) -> str:
     """Notebook 03. table: one row per run with subset, alpha (1 = cross-entropy), seed,
     test_micro and its Wilson interval test_micro_low, test_micro_high, best_epoch (counted
-    from 0) and finished_epochs."""
+    from 0), best_val_loss and finished_epochs."""
     ce = table[table["alpha"] == 1].set_index(["subset", "seed"])["test_micro"]
     lines, higher, compared = [], 0, 0
     for (alpha, subset), rows in table[table["alpha"] < 1].groupby(["alpha", "subset"]):
@@ -215,8 +215,9 @@ def supervised(table: pd.DataFrame) -> str:
 
 def _still_improving(table: pd.DataFrame) -> str:
     """A warning when runs kept their last epoch: the validation loss was still falling, so
-    their accuracies are under what longer training reaches."""
-    last = table["best_epoch"] == table["finished_epochs"] - 1
+    their accuracies are under what longer training reaches. (A run without any finite
+    validation loss keeps its last epoch too, for want of a choice: not counted.)"""
+    last = (table["best_epoch"] == table["finished_epochs"] - 1) & table["best_val_loss"].notna()
     if not last.any():
         return ""
     epochs = table["finished_epochs"].unique()

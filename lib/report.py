@@ -10,6 +10,7 @@ import base64
 import html
 import os
 import re
+import sysconfig
 from pathlib import Path
 
 import nbformat
@@ -97,40 +98,63 @@ def title(notebook: nbformat.NotebookNode, default: str) -> str:
 
 _WIDGET = "application/vnd.jupyter.widget-view+json"
 #: The folders before an installed module's name (the lookbehind starts a match only where a path
-#: starts, which keeps the search linear on long strings such as a figure's base64).
+#: starts, which keeps the search linear on long strings).
 _INSTALLED = re.compile(r"(?<![^\s'\"<>])[^\s'\"<>]*site-packages[/\\]")
 
 
-def without_machine_paths(notebook: nbformat.NotebookNode) -> None:
-    """Paths as a reader knows them, everywhere in an executed notebook (outputs, the parameters
-    cell that papermill injects, its metadata): installed modules (this one included) from their
-    package (warnings name them), the folders the notebook ran with relative to the checkout
-    that ran it (the folder above results_root), or by their own name when outside it, and the
-    notebooks' own folder relative to this checkout."""
-    parameters = notebook.metadata.get("papermill", {}).get("parameters", {})
-    if not os.path.isabs(parameters.get("results_root", "")):
-        return
-    root = Path(parameters["results_root"]).parent
-    outside = [Path(v) for v in parameters.values() if isinstance(v, str) and os.path.isabs(v)]
-    outside = [path for path in outside if not path.is_relative_to(root)]
+def _relabel(text: str, folder: Path, label: str) -> str:
+    """`folder` written as `label` where it is a whole path or starts one ("" for the paths
+    below it: relative to it), and not where it is only the start of a name (/a/b in /a/bc)."""
+    pattern = re.escape(str(folder)) + r"(?:([/\\])|(?![\w-]|\.\w))"
 
-    package = Path(__file__).parent  # this package's own warnings name its source files
+    def relabelled(match: re.Match) -> str:
+        if match.group(1):
+            return f"{label}{match.group(1)}" if label else ""
+        return label or "."
+
+    return re.sub(pattern, relabelled, text)
+
+
+def without_machine_paths(notebook: nbformat.NotebookNode) -> None:
+    """Paths as a reader knows them, everywhere in an executed notebook but its images (outputs,
+    the parameters cell that papermill injects, its metadata). Installed modules and Python's
+    own are named from their package (warnings and tracebacks name them), this package as
+    aclaudio/; the folders the notebook ran with are relative to the checkout that ran it (the
+    folder above results_root; run_all.sh runs them from there, papermill itself from
+    notebooks/) or, outside it, named by their last part; the rest of this checkout is
+    relative to it, and the home folder is ~."""
+    parameters = notebook.metadata.get("papermill", {}).get("parameters", {})
+    given = [Path(v) for v in parameters.values() if isinstance(v, str) and os.path.isabs(v)]
+    root = None
+    if os.path.isabs(parameters.get("results_root", "")):
+        root = Path(parameters["results_root"]).parent
+        root = None if root == Path(root.anchor) else root  # results at the top: no checkout
+    outside = [path for path in given if root is None or not path.is_relative_to(root)]
+    folders = [  # the most specific first
+        (Path(__file__).parent, "aclaudio"),  # this package's own warnings name its files
+        *((path, path.name) for path in sorted(outside, key=lambda p: -len(p.parts))),
+        *([(root, "")] if root else []),
+        (REPO, ""),  # the notebooks' own folder, when they ran elsewhere
+        (Path(sysconfig.get_paths()["stdlib"]), ""),
+        (Path.home(), "~"),
+    ]
+    folders = [(folder, label) for folder, label in folders if folder != Path(folder.anchor)]
 
     def readable(text: str) -> str:
         text = _INSTALLED.sub("", text)
-        text = text.replace(f"{package}{os.sep}", f"aclaudio{os.sep}")
-        for path in outside:
-            text = text.replace(str(path), path.name)
-        text = text.replace(f"{root}{os.sep}", "").replace(str(root), ".")
-        return text.replace(f"{REPO}{os.sep}", "")  # the notebooks ran from this checkout
+        for folder, label in folders:
+            text = _relabel(text, folder, label)
+        return text
 
-    def rewrite(node):
+    def rewrite(node, key: str = ""):
+        if key.startswith("image/"):  # base64 or SVG: a figure holds no path, and "/" is data
+            return node
         if isinstance(node, str):
             return readable(node)
         if isinstance(node, list):
             return [rewrite(item) for item in node]
         if isinstance(node, dict):
-            return type(node)((key, rewrite(value)) for key, value in node.items())
+            return type(node)((name, rewrite(value, name)) for name, value in node.items())
         return node
 
     notebook.update(rewrite(notebook))
@@ -138,7 +162,7 @@ def without_machine_paths(notebook: nbformat.NotebookNode) -> None:
 
 def _same_on_every_run(notebook: nbformat.NotebookNode) -> None:
     """A fixed id for the parameters cell that papermill injects (it draws a new one on every
-    execution), so that a rerun with the same results changes neither notebook nor page."""
+    execution), so that a rerun with the same results renders the same page."""
     for cell in notebook.cells:
         if "injected-parameters" in cell.metadata.get("tags", []):
             cell.id = "injected-parameters"

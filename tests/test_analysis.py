@@ -120,4 +120,12 @@ def test_margin_geometry_by_hand():
     assert geometry["mean_angle"] == pytest.approx(np.pi / 3)
     assert geometry["beyond_margin"] == pytest.approx(1 / 3)  # only pi/2 is beyond 1 rad
     assert geometry["non_negative"] is True
+    assert geometry["zero_clips"] == 0
     assert analysis.margin_geometry(-np.asarray(h), margin=0.5)["non_negative"] is False
+    # a clip whose h is all 0 has no direction: counted, and left out of the angles
+    with_silent = analysis.margin_geometry([*h, [0.0, 0.0, 0.0]], margin=1.0)
+    assert with_silent["zero_clips"] == pytest.approx(1 / 4)
+    assert with_silent["zero_share"] == pytest.approx(8 / 12)
+    assert with_silent["mean_angle"] == pytest.approx(np.pi / 3)
+    alone = analysis.margin_geometry([[1.0, 0.0], [0.0, 0.0]], margin=1.0)
+    assert np.isnan(alone["mean_angle"]) and np.isnan(alone["beyond_margin"])

@@ -83,7 +83,8 @@ def test_supervised_counts_the_subsets_where_acl_is_higher():
             "test_micro": [0.75, 0.65, 0.70, 0.72],
             "test_micro_low": [0.70, 0.60, 0.65, 0.67],
             "test_micro_high": [0.80, 0.70, 0.75, 0.77],
-            "best_epoch": [3, 5, 7, 6],
+            "best_epoch": [3, 5, 7, 7],
+            "best_val_loss": [1.2, 1.4, 1.1, None],  # the last: no finite validation loss
             "finished_epochs": [8] * 4,
         }
     )
@@ -92,6 +93,10 @@ def test_supervised_counts_the_subsets_where_acl_is_higher():
     assert "clean: one seed: ACL (alpha 0.7) - CE = +10.0 points" in text
     assert "about +-5.0 points of test-set uncertainty" in text
     assert "In 1 of 4 runs the lowest validation loss came in the last of their 8 epochs" in text
+    table["finished_epochs"] = [8, 8, 8, 16]
+    assert "In 1 of 4 runs the lowest validation loss came in their last epoch" in (
+        conclusions.supervised(table)
+    )
     table["finished_epochs"] = [8, 8, 16, 16]
     assert "still improving" not in conclusions.supervised(table)
 

@@ -14,6 +14,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import sysconfig
 import threading
 import time
 import urllib.request
@@ -126,26 +128,68 @@ def test_pages_carry_no_id_that_changes_from_run_to_run(smoke_report):
                                                                  "toy"}, name  # fmt: skip
 
 
-def test_machine_paths_are_rewritten_fast_beside_a_large_figure(tmp_path):
-    """A figure is a long string without a space: the search for installed modules' folders
-    must stay linear on it (a quadratic one takes hours on 1 MB)."""
-    checkout = tmp_path / "checkout"
-    notebook = nbformat.v4.new_notebook(metadata={"papermill": {"parameters": {
-        "data_dir": "/elsewhere/fsd", "results_root": str(checkout / "results")}}})  # fmt: skip
-    notebook.cells.append(nbformat.v4.new_code_cell(
+def papermill_notebook(
+    parameters: dict, source: str, text: str, png: str = ""
+) -> nbformat.NotebookNode:
+    """A notebook as papermill leaves it: its parameters in the metadata, one cell that prints
+    `text` and shows a figure."""
+    outputs = [nbformat.v4.new_output("stream", text=text)]
+    if png:
+        outputs.append(nbformat.v4.new_output("display_data", {"image/png": png}))
+    notebook = nbformat.v4.new_notebook(metadata={"papermill": {"parameters": parameters}})
+    notebook.cells.append(nbformat.v4.new_code_cell(source, outputs=outputs))
+    return notebook
+
+
+def test_machine_paths_are_rewritten_where_they_are_whole_paths(tmp_path):
+    checkout, home = tmp_path / "checkout", Path.home()
+    stdlib = sysconfig.get_paths()["stdlib"]
+    notebook = papermill_notebook(
+        {"data_dir": "/elsewhere/fsd", "results_root": str(checkout / "results")},
         f'data_dir = "/elsewhere/fsd"\nresults_root = "{checkout}/results"',
-        outputs=[nbformat.v4.new_output("display_data", {"image/png": "iVBOR" * 200_000}),
-                 nbformat.v4.new_output("stream", text=f"read {checkout}/runs/a and "
-                                        "/usr/lib/python3/site-packages/torch/nn.py")],
-    ))  # fmt: skip
-    start = time.perf_counter()
+        f"read {checkout}/runs/a, {checkout}2/b, /elsewhere/fsd_old and /elsewhere/fsd/x.csv: "
+        f"/usr/lib/python3/site-packages/torch/nn.py, {stdlib}/json/decoder.py, {home}/.cache/c",
+        png=f"iVBOR/{checkout}/x",
+    )
     report.without_machine_paths(notebook)
-    assert time.perf_counter() - start < 5
     cell = notebook.cells[0]
     assert cell.source == 'data_dir = "fsd"\nresults_root = "results"'
-    assert cell.outputs[1].text == "read runs/a and torch/nn.py"
-    assert cell.outputs[0].data["image/png"] == "iVBOR" * 200_000
+    assert cell.outputs[0].text == (
+        f"read runs/a, {checkout}2/b, /elsewhere/fsd_old and fsd/x.csv: "
+        "torch/nn.py, json/decoder.py, ~/.cache/c"
+    )
+    assert cell.outputs[1].data["image/png"] == f"iVBOR/{checkout}/x"  # a figure is data
     assert notebook.metadata.papermill.parameters == {"data_dir": "fsd", "results_root": "results"}
+
+    # results at the top of the file system: no checkout to be relative to, "/" stays "/"
+    top = papermill_notebook({"data_dir": "/data/fsd", "results_root": "/results"}, "x = a / b",
+                             "a / b, /data/fsd/train.csv")  # fmt: skip
+    report.without_machine_paths(top)
+    assert (top.cells[0].source, top.cells[0].outputs[0].text) == (
+        "x = a / b",
+        "a / b, fsd/train.csv",
+    )
+
+    # run by hand (no parameters): installed modules and the home folder still go
+    by_hand = papermill_notebook({}, "", f"/opt/site-packages/numpy/a.py {home}/data")
+    report.without_machine_paths(by_hand)
+    assert by_hand.cells[0].outputs[0].text == "numpy/a.py ~/data"
+
+
+def test_the_path_search_stays_linear_on_long_strings():
+    """An output can be one long string without a space (a quadratic search takes hours on a
+    few MB): run in a process of its own, so that a regression fails instead of hanging."""
+    code = (
+        "import nbformat; from aclaudio import report\n"
+        "nb = nbformat.v4.new_notebook(metadata={'papermill': {'parameters': "
+        "{'results_root': '/work/x/results'}}})\n"
+        "nb.cells.append(nbformat.v4.new_code_cell('', outputs=["
+        "nbformat.v4.new_output('stream', text='A' * 2_000_000)]))\n"
+        "report.without_machine_paths(nb)\n"
+    )
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    assert time.perf_counter() - start < 60
 
 
 def chromium() -> str:
