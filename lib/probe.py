@@ -203,6 +203,10 @@ def probe_encoder(model, data: TrainingData, config, device) -> tuple[dict, Patc
     return report, test
 
 
+#: Beside a pretraining run's evaluation: its test clips' h, z and target (evaluate_run).
+TEST_EMBEDDINGS = "test_embeddings.npz"
+
+
 def evaluate_run(run: Run, model, data: TrainingData, config, device, best_epoch: int) -> dict:
     """The linear evaluation (`probe_encoder`) of a pretraining run whose encoder
     `prepare_encoder` set up. Writes evaluation.json and the test clips' embeddings; returns
@@ -210,7 +214,7 @@ def evaluate_run(run: Run, model, data: TrainingData, config, device, best_epoch
     report, test = probe_encoder(model, data, config, device)
     test_h = clip_embeddings(test.emb, test.clip_of_patch)
     test_z = project(model, test_h, device)
-    np.savez_compressed(run.path / "test_embeddings.npz", h=test_h, z=test_z, target=test.labels)
+    np.savez_compressed(run.path / TEST_EMBEDDINGS, h=test_h, z=test_z, target=test.labels)
     atomic_write_text(run.path / "evaluation.json", json.dumps(report, indent=1))
     return {
         "probe_epoch": report["epoch"],
@@ -224,7 +228,7 @@ def evaluate_run(run: Run, model, data: TrainingData, config, device, best_epoch
 
 def test_embeddings(run: Run) -> dict[str, np.ndarray]:
     """The test clips' h, z and target that evaluate_run saved with the run."""
-    path = run.path / "test_embeddings.npz"
+    path = run.path / TEST_EMBEDDINGS
     if not path.exists():
         raise FileNotFoundError(
             f"{path}: no test embeddings, the run has no linear evaluation "

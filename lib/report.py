@@ -7,10 +7,12 @@ script from a CDN), so results/<profile>/report/ opens offline, from disk or any
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import os
 import re
 import sysconfig
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
@@ -102,17 +104,17 @@ _WIDGET = "application/vnd.jupyter.widget-view+json"
 _INSTALLED = re.compile(r"(?<![^\s'\"<>])[^\s'\"<>]*site-packages[/\\]")
 
 
-def _relabel(text: str, folder: Path, label: str) -> str:
-    """`folder` written as `label` where it is a whole path or starts one ("" for the paths
-    below it: relative to it), and not where it is only the start of a name (/a/b in /a/bc)."""
-    pattern = re.escape(str(folder)) + r"(?:([/\\])|(?![\w-]|\.\w))"
+def _relabeller(folder: Path, label: str) -> Callable[[str], str]:
+    """Text -> text with `folder` written as `label` where it is a whole path or starts one (""
+    for the paths below it: relative to it), not where it only starts a name (/a/b in /a/bc)."""
+    pattern = re.compile(re.escape(str(folder)) + r"(?:([/\\])|(?![\w-]|\.\w))")
 
     def relabelled(match: re.Match) -> str:
         if match.group(1):
             return f"{label}{match.group(1)}" if label else ""
         return label or "."
 
-    return re.sub(pattern, relabelled, text)
+    return functools.partial(pattern.sub, relabelled)
 
 
 def without_machine_paths(notebook: nbformat.NotebookNode) -> None:
@@ -138,12 +140,13 @@ def without_machine_paths(notebook: nbformat.NotebookNode) -> None:
         (Path(sysconfig.get_paths()["stdlib"]), ""),
         (Path.home(), "~"),
     ]
-    folders = [(folder, label) for folder, label in folders if folder != Path(folder.anchor)]
+    relabellers = [_relabeller(folder, label) for folder, label in folders
+                   if folder != Path(folder.anchor)]  # fmt: skip
 
     def readable(text: str) -> str:
         text = _INSTALLED.sub("", text)
-        for folder, label in folders:
-            text = _relabel(text, folder, label)
+        for relabel in relabellers:
+            text = relabel(text)
         return text
 
     def rewrite(node, key: str = ""):
