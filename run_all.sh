@@ -70,5 +70,9 @@ for notebook in notebooks/[0-9]*.ipynb; do
     fi
 done
 aclaudio report --results "$results_root/$profile" | tail -n 1 | cut -c1-300
+if [[ $profile == cpu && $results_root == "$(realpath results)" ]]; then
+    # README shows the cpu profile's study of this checkout: its headline follows the new tables
+    aclaudio headline --results results/cpu --readme README.md | tail -n 1
+fi
 echo "[run_all] done in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s: results in" \
      "$results_root/$profile/, the study as a web page in $results_root/$profile/report/index.html"

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from .config import PretrainConfig, config_hash
-from .features import get_preset
-from .models import build_contrastive_model
-from .runs import Run, load_results
-from .views import TrainingData
+from aclaudio.data.features import get_preset
+from aclaudio.nn.models import build_contrastive_model
+from aclaudio.training.batches import TrainingData
+from aclaudio.training.config import PretrainConfig, config_hash
+from aclaudio.training.runs import Run, load_results
 
 FORMAT = "aclaudio-encoder/1"
 

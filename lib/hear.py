@@ -19,11 +19,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .augment import normalise
-from .datasets import AudioError, audio_problem, read_table
-from .export import load_export
-from .features import Preset, load_audio, log_mel, patch_frame_index, patch_starts
-from .models import build_encoder
+from aclaudio.data.datasets import AudioError, audio_problem, read_table
+from aclaudio.data.features import Preset, load_audio, log_mel, patch_frame_index, patch_starts
+from aclaudio.export import load_export
+from aclaudio.nn.augment import normalise
+from aclaudio.nn.models import build_encoder
 
 
 class ExportedEncoder(nn.Module):
@@ -112,8 +112,9 @@ def embed_files(model: ExportedEncoder, paths: list[Path]) -> tuple[np.ndarray, 
             continue
         embeddings.append(get_scene_embeddings(wave[None], model)[0].cpu().numpy())
         seconds = len(wave) / model.sample_rate
-        rows.append({"path": str(path), "row": len(embeddings) - 1, "seconds": seconds,
-                     "problem": None})  # fmt: skip
+        rows.append(
+            {"path": str(path), "row": len(embeddings) - 1, "seconds": seconds, "problem": None}
+        )
     dim = model.scene_embedding_size
     stacked = np.stack(embeddings) if embeddings else np.zeros((0, dim), np.float32)
     return stacked, pd.DataFrame(rows, columns=["path", "row", "seconds", "problem"])

@@ -22,7 +22,7 @@ fi
 import sys
 from pathlib import Path
 
-from aclaudio import conclusions
+from aclaudio.study import conclusions
 
 print("# Notebook 02 on two datasets: do the differences point the same way?\n")
 print(conclusions.directions("results/cpu", "results/second-dataset/cpu",

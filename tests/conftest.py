@@ -85,8 +85,11 @@ def run_cli_bound_by_permissions(*argv: str | Path, cwd: Path) -> subprocess.Com
     env = {k: v for k, v in os.environ.items() if k != "ACLAUDIO_CACHE"}
     return subprocess.run(
         [*prefix, sys.executable, "-m", "aclaudio.cli", *map(str, argv)],
-        capture_output=True, text=True, cwd=cwd, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+    )
 
 
 def zip_bytes(members: Mapping[str, bytes]) -> bytes:
@@ -172,7 +175,7 @@ def serving(blobs: Mapping[str, bytes]) -> Iterator[FileServer]:
 @pytest.fixture(scope="session")
 def smoke_study(tmp_path_factory) -> Path:
     """One smoke dataset, run store and results folder shared by every notebook (as run_all)."""
-    from aclaudio import synth
+    from aclaudio.data import synth
 
     root = tmp_path_factory.mktemp("study")
     synth.synthesize(root / "data", profile="smoke", seed=0, progress=False)
@@ -188,8 +191,16 @@ def execute_smoke_notebook(notebook: Path, study: Path) -> Path:
     if not executed.exists():
         executed.parent.mkdir(parents=True, exist_ok=True)
         papermill.execute_notebook(
-            notebook, executed, kernel_name="aclaudio", cwd=notebook.parent, progress_bar=False,
-            parameters={"profile": "smoke", "data_dir": str(study / "data"),
-                        "runs_dir": str(study / "runs"), "results_root": str(study / "results")},
-        )  # fmt: skip
+            notebook,
+            executed,
+            kernel_name="aclaudio",
+            cwd=notebook.parent,
+            progress_bar=False,
+            parameters={
+                "profile": "smoke",
+                "data_dir": str(study / "data"),
+                "runs_dir": str(study / "runs"),
+                "results_root": str(study / "results"),
+            },
+        )
     return executed

@@ -20,7 +20,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from aclaudio import config, datasets, features, runs, sweep, synth
+from aclaudio.data import datasets, synth
+from aclaudio.data.cache import FeatureCache, build_cache
+from aclaudio.recipes import sweep
+from aclaudio.training import config, runs
 
 
 def rounds(default: int) -> int:
@@ -40,7 +43,7 @@ def fresh_copy(data: Path, to: Path) -> Path:
     return to
 
 
-def cache_digest(cache: features.FeatureCache) -> str:
+def cache_digest(cache: FeatureCache) -> str:
     digest = hashlib.sha256()
     for name in ("features.f16", "clips.csv", "bad_files.csv"):
         digest.update((cache.path / name).read_bytes())
@@ -52,7 +55,7 @@ def _build_rounds(data_dir: str, cache_root: str, rounds: int, barrier) -> list[
     digests = []
     for k in range(rounds):
         barrier.wait()  # all builders start each round together
-        cache = features.build_cache(
+        cache = build_cache(
             dataset, "cpu", cache_dir=Path(cache_root) / str(k), workers=1, progress=False
         )
         digests.append(cache_digest(cache))
@@ -60,7 +63,7 @@ def _build_rounds(data_dir: str, cache_root: str, rounds: int, barrier) -> list[
 
 
 def test_four_builders_of_one_fresh_cache_get_a_single_builds_bytes(smoke_data, tmp_path):
-    reference = features.build_cache(
+    reference = build_cache(
         datasets.load_dataset(smoke_data), "cpu", cache_dir=tmp_path / "single", progress=False
     )
     context = multiprocessing.get_context("spawn")
@@ -76,17 +79,27 @@ def test_four_builders_of_one_fresh_cache_get_a_single_builds_bytes(smoke_data, 
 
 def test_a_damaged_cache_is_rebuilt_with_a_message(tiny_dataset, tmp_path, capsys):
     dataset = datasets.load_dataset(tiny_dataset)
-    first = features.build_cache(dataset, "cpu", cache_dir=tmp_path, progress=False)
+    first = build_cache(dataset, "cpu", cache_dir=tmp_path, progress=False)
     good = cache_digest(first)
     with open(first.path / "features.f16", "ab") as handle:
         handle.write(b"\x01" * 960)  # what two builders appending to one file left behind
-    again = features.build_cache(dataset, "cpu", cache_dir=tmp_path, progress=False)
+    again = build_cache(dataset, "cpu", cache_dir=tmp_path, progress=False)
     assert "is damaged: features.f16 has" in capsys.readouterr().err
     assert cache_digest(again) == good
 
 
-PRETRAIN = [sys.executable, "-m", "aclaudio.cli", "pretrain", "--profile", "smoke",
-            "--set", "subset=all", "--set", "epochs=2"]  # fmt: skip
+PRETRAIN = [
+    sys.executable,
+    "-m",
+    "aclaudio.cli",
+    "pretrain",
+    "--profile",
+    "smoke",
+    "--set",
+    "subset=all",
+    "--set",
+    "epochs=2",
+]
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -96,16 +109,19 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 def test_two_processes_asked_for_one_run_train_it_once(smoke_data, tmp_path):
     reference = subprocess.run(
         PRETRAIN + ["--data-dir", smoke_data, "--runs-dir", tmp_path / "single"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+    )
     assert reference.returncode == 0, reference.stderr[-2000:]
     (single,) = (tmp_path / "single").glob("pretrain-*")
     for k in range(rounds(3)):
         data = fresh_copy(smoke_data, tmp_path / f"data{k}")  # the cache is built in the race
         store = tmp_path / f"store{k}"
         command = PRETRAIN + ["--data-dir", data, "--runs-dir", store]
-        both = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True) for _ in range(2)]  # fmt: skip
+        both = [
+            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
         outputs = [process.communicate(timeout=600) for process in both]
         for process, (out, err) in zip(both, outputs, strict=True):
             assert process.returncode == 0, err[-2000:]
@@ -120,8 +136,9 @@ def test_two_processes_asked_for_one_run_train_it_once(smoke_data, tmp_path):
 
 
 def test_a_run_killed_between_its_row_and_its_marker_keeps_one_row(smoke_data, tmp_path):
-    base = config.profile_config("pretrain", "smoke", data_dir=str(smoke_data), subset="all",
-                                 epochs=1)  # fmt: skip
+    base = config.profile_config(
+        "pretrain", "smoke", data_dir=str(smoke_data), subset="all", epochs=1
+    )
     run = sweep.run_grid([base], runs_dir=tmp_path)[0]
     (run.path / "finished.json").unlink()  # as if killed right after the results row
     sweep.run_grid([base], runs_dir=tmp_path)
@@ -132,9 +149,12 @@ def test_a_run_killed_between_its_row_and_its_marker_keeps_one_row(smoke_data, t
 def test_local_sweep_on_fresh_data_in_parallel(smoke_data, tmp_path):
     for k in range(rounds(2)):
         data = fresh_copy(smoke_data, tmp_path / f"data{k}")
-        base = config.profile_config("pretrain", "smoke", data_dir=str(data), subset="all",
-                                     epochs=1)  # fmt: skip
-        configs = sweep.grid(base, alpha=[0.3, 0.7, 1.0])
+        configs = [
+            config.profile_config(
+                "pretrain", "smoke", data_dir=str(data), subset="all", epochs=1, alpha=alpha
+            )
+            for alpha in (0.3, 0.7, 1.0)
+        ]
         store = tmp_path / f"store{k}"
         done = sweep.run_grid(configs, runs_dir=store, executor="local", parallel=3)
         table = runs.load_results(store)

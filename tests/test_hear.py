@@ -13,8 +13,12 @@ import pytest
 import torch
 from conftest import run_cli, tone
 
-from aclaudio import config, embeddings, features, hear, runs, synth, train, views
+from aclaudio import hear
+from aclaudio.data import features, synth
+from aclaudio.evaluation import embeddings
 from aclaudio.export import export_encoder
+from aclaudio.recipes.pretrain import pretrain
+from aclaudio.training import batches, config, runs
 
 ROWS = 3  # test clips of the smoke data embedded both ways
 
@@ -25,10 +29,11 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("hear")
     synth.synthesize(root / "data", profile="smoke", seed=0, progress=False)
     settings = dict(data_dir=str(root / "data"), subset="all", epochs=1)
-    run = train.pretrain(
-        config.profile_config("pretrain", "smoke", **settings), runs_dir=root / "runs",
+    run = pretrain(
+        config.profile_config("pretrain", "smoke", **settings),
+        runs_dir=root / "runs",
         progress=False,
-    )  # fmt: skip
+    )
     summary = export_encoder(run, root / "encoder.pt", progress=False)
     return root, run, summary
 
@@ -63,7 +68,7 @@ def test_the_export_is_plain_and_self_describing(exported, tmp_path, capsys):
     assert state["summary"]["test_micro"] == run.summary()["test_micro"]
     assert state["commit"] == runs.load_results(run.path.parent)["commit"].iloc[-1]
     assert not any(k.startswith("head") for k in state["encoder"]["state_dict"])
-    mean, std = views.TrainingData.load(run.config, progress=False).normaliser(
+    mean, std = batches.TrainingData.load(run.config, progress=False).normaliser(
         torch.device("cpu"), per_band=False
     )
     assert state["normalisation"] == {"mean": float(mean), "std": float(std)}
@@ -82,8 +87,11 @@ def test_export_errors_are_one_line(exported, tmp_path, capsys):
     root, run, _ = exported
     supervised = runs.open_run(config.profile_config("supervised", "smoke"), tmp_path / "r")
     code, summary, _ = run_cli(capsys, "export", supervised.path, "--to", tmp_path / "e.pt")
-    assert code == 1 and summary["error"] == f"{supervised.path}: not a pretraining run, so it " \
-        "has no encoder to export"  # fmt: skip
+    assert (
+        code == 1
+        and summary["error"]
+        == f"{supervised.path}: not a pretraining run, so it has no encoder to export"
+    )
     torch.save({"model": {}}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match=f"{tmp_path / 'other.pt'}: not an aclaudio encoder"):
         hear.load_model(tmp_path / "other.pt")
@@ -112,10 +120,18 @@ def test_a_fresh_process_without_the_data_embeds_as_the_library(exported, tmp_pa
     shutil.move(root / "data", moved)  # the child cannot reach the dataset nor its cache
     try:
         subprocess.run(
-            [sys.executable, "-c", CHILD, root / "encoder.pt", tmp_path / "clips.pt",
-             tmp_path / "out.pt"],
-            check=True, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"},
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                CHILD,
+                root / "encoder.pt",
+                tmp_path / "clips.pt",
+                tmp_path / "out.pt",
+            ],
+            check=True,
+            cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin"},
+        )
     finally:
         shutil.move(moved, root / "data")
     out = torch.load(tmp_path / "out.pt")
@@ -163,15 +179,18 @@ def test_embed_any_folder_or_csv_of_audio(exported, tmp_path, capsys):
     sf.write(folder / "silent.wav", np.zeros(8000), 16000)
     (folder / "notes.txt").write_text("not audio")
     out = tmp_path / "emb.npz"
-    code, summary, text = run_cli(capsys, "embed", root / "encoder.pt", "--audio", folder,
-                                  "--out", out)  # fmt: skip
+    code, summary, text = run_cli(
+        capsys, "embed", root / "encoder.pt", "--audio", folder, "--out", out
+    )
     assert code == 0 and summary["files"] == 3 and summary["embedded"] == 2
-    assert summary["bad_files"] == [{"path": str(folder / "silent.wav"),
-                                     "problem": "all-silent (every sample is zero)"}]  # fmt: skip
+    assert summary["bad_files"] == [
+        {"path": str(folder / "silent.wav"), "problem": "all-silent (every sample is zero)"}
+    ]
     assert "silent.wav: all-silent" in text
     manifest = pd.read_csv(out.with_suffix(".csv"))
-    assert manifest["path"].tolist() == [str(folder / n) for n in ("a.wav", "silent.wav",
-                                                                    "sub/b.flac")]  # fmt: skip
+    assert manifest["path"].tolist() == [
+        str(folder / n) for n in ("a.wav", "silent.wav", "sub/b.flac")
+    ]
     assert manifest["row"].tolist() == [0, -1, 1]
     scene = np.load(out)["scene"]
     model = hear.load_model(root / "encoder.pt")
@@ -182,8 +201,9 @@ def test_embed_any_folder_or_csv_of_audio(exported, tmp_path, capsys):
 
     listing = tmp_path / "list.csv"
     listing.write_text("path\nsounds/sub/b.flac\n")
-    code, again, _ = run_cli(capsys, "embed", root / "encoder.pt", "--audio", listing,
-                             "--out", tmp_path / "two.npz")  # fmt: skip
+    code, again, _ = run_cli(
+        capsys, "embed", root / "encoder.pt", "--audio", listing, "--out", tmp_path / "two.npz"
+    )
     assert code == 0 and again["embedded"] == 1
     np.testing.assert_array_equal(np.load(tmp_path / "two.npz")["scene"][0], scene[1])
     code, failed, _ = run_cli(capsys, "embed", root / "encoder.pt")

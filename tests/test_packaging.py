@@ -15,6 +15,10 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+pytestmark = (
+    pytest.mark.slow
+)  # fresh installs in virtual environments: not in ./run_tests.sh --fast
+
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements.lock"
 
@@ -131,7 +135,9 @@ def test_package_comes_from_lib():
 
 CORE_USE = """
 import importlib.util, sys, torch
-from aclaudio import losses, models
+from aclaudio import losses
+from aclaudio.nn import models
+
 assert importlib.util.find_spec("matplotlib") is None, "an extra was installed"
 encoder = models.build_encoder("small")
 h1, h2 = encoder(torch.randn(4, 1, 32, 40)), encoder(torch.randn(4, 1, 32, 40))
@@ -143,7 +149,6 @@ print("core ok", float(loss))
 """
 
 
-@pytest.mark.slow
 def test_core_install_without_extras(tmp_path):
     """`pip install .` in a fresh venv gives the losses and models; no study package comes along.
 
@@ -160,8 +165,10 @@ def test_core_install_without_extras(tmp_path):
     python = env_dir / "bin" / "python"
     install = subprocess.run(
         [python, "-m", "pip", "install", "--quiet", "-c", LOCK, str(source)],
-        capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert install.returncode == 0, install.stderr[-3000:]
     use = subprocess.run([python, "-c", CORE_USE], capture_output=True, text=True, cwd=tmp_path)
     assert use.returncode == 0, use.stderr[-3000:]

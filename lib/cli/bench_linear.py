@@ -1,0 +1,230 @@
+"""`aclaudio bench linear`: the paper's linear evaluation two ways on the same encoders, the
+cached protocol (probe.py: embeddings computed once) against the authors' loop through the
+frozen encoder, paired over seeds, random-init and pretrained, small and ResNet-18."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from scipy import stats
+
+from aclaudio.cli.bench import write_table
+from aclaudio.data.features import patch_starts
+from aclaudio.data.synth import synthesize
+from aclaudio.evaluation.embeddings import embed
+from aclaudio.evaluation.probe import (
+    PatchEmbeddings,
+    ProbeSettings,
+    classifier_report,
+    linear_classifier,
+    linear_evaluation,
+    one_patch_per_clip,
+    reestimate_batchnorm,
+)
+from aclaudio.nn import augment
+from aclaudio.nn.models import build_contrastive_model
+from aclaudio.recipes.pretrain import pretrain
+from aclaudio.training.batches import TrainingData, plain_training_batches
+from aclaudio.training.config import profile_config
+from aclaudio.training.devices import autocast, resolve_device
+
+
+def bench_linear(
+    *,
+    data_dir: Path | None = None,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    epochs: dict[str, int] | None = None,
+    pretrain_epochs: int = 3,
+    out_dir: Path | None = None,
+) -> pd.DataFrame:
+    """The cached linear evaluation (`probe`: batch norm re-estimated, every patch embedded once)
+    against the authors' loop through the frozen encoder, on the same data and encoders.
+
+    Per model (`epochs`: encoder name -> probe epochs, the same in both arms, lr x0.1 at 40 %
+    and 80 % of them as at 80 and 160 of 200; "small" runs on the cpu preset, "resnet18" on
+    ssl_paper), seed and initialisation (random, or pretrained for `pretrain_epochs` in a
+    temporary run store), one row: test balanced (macro) and micro accuracy of each arm in
+    percent, cached minus loop, the epochs chosen and the seconds. Then one row per model and
+    initialisation with seed "mean": the mean difference with its 95 % t-interval over seeds and
+    the overall speed-up. Without `data_dir`, the built-in smoke dataset is generated: the loop
+    through ResNet-18 must fit two CPU cores.
+    """
+    epochs = epochs or {"small": 200, "resnet18": 200}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(data_dir) if data_dir else Path(tmp) / "data"
+        if data_dir is None:
+            synthesize(root, profile="smoke", seed=0, progress=False)
+        for encoder, n_epochs in epochs.items():
+            preset = "ssl_paper" if encoder == "resnet18" else "cpu"
+            settings = ProbeSettings(
+                epochs=n_epochs, milestones=(round(0.4 * n_epochs), round(0.8 * n_epochs))
+            )
+            for seed in seeds:
+                config = profile_config(
+                    "pretrain",
+                    "smoke",
+                    data_dir=str(root),
+                    subset="noisy",
+                    encoder=encoder,
+                    preset=preset,
+                    seed=seed,
+                    epochs=pretrain_epochs,
+                )
+                device = resolve_device(config.device)
+                data = TrainingData.load(config, progress=False)
+                seeded = dataclasses.replace(settings, seed=seed)
+                for init, weights in _encoders(config, device, Path(tmp) / "runs").items():
+                    arms = {}
+                    for arm, evaluate_with in (("cached", cached_protocol), ("loop", encoder_loop)):
+                        start = time.perf_counter()
+                        report = evaluate_with(copy.deepcopy(weights), data, config, device, seeded)
+                        arms[arm] = report | {"seconds": time.perf_counter() - start}
+                    rows.append(_paired_row(encoder, init, seed, n_epochs, data, arms))
+    table = _with_summaries(pd.DataFrame(rows))
+    write_table(table, "linear", out_dir)
+    return table
+
+
+def _encoders(config, device, runs_dir: Path) -> dict[str, torch.nn.Module]:
+    """The config's encoder at its initial weights, and after `pretrain` (best weights)."""
+    model = build_contrastive_model(config, device)
+    random_init = copy.deepcopy(model.encoder)
+    pretrain(config, runs_dir=runs_dir, progress=False).load_weights(model)
+    return {"random": random_init, "pretrained": model.encoder}
+
+
+def cached_protocol(encoder, data: TrainingData, config, device, settings: ProbeSettings) -> dict:
+    """The study's linear evaluation of an encoder (`probe.prepare_encoder` + `evaluate_run`
+    without a run): batch norm re-estimated on un-augmented training patches, every patch
+    embedded once, `probe.linear_evaluation` on the cache."""
+    with autocast(device, config.amp):
+        reestimate_batchnorm(encoder, plain_training_batches(data, config, device))
+    train_set, select, test = (
+        _embedded(encoder, data, rows, config, device)
+        for rows in (data.train_rows, data.monitor_rows, data.test_rows)
+    )
+    return linear_evaluation(train_set, select, test, data.n_classes, settings, device=device)
+
+
+def encoder_loop(
+    encoder, data: TrainingData, config, device, settings: ProbeSettings, *, hop: int = 1
+) -> dict:
+    """The authors' linear evaluation, every epoch through the frozen encoder: one random patch
+    per training clip (any start frame with `hop` 1, as they draw it) through the encoder in
+    train mode, so its batch norm normalises with the batch and its running statistics follow
+    the training patches; then the selection and test clips, all their patches, in eval mode.
+    The classifier, its draws and the selection are those of `probe.linear_evaluation` (the same
+    report), so with `hop` = the preset's eval_hop and an encoder without batch norm both agree.
+    """
+    frames = data.cache.preset.patch_frames
+    starts = [
+        patch_starts(n, frames, hop) for n in data.cache.clips["length"].iloc[data.train_rows]
+    ]
+    count = torch.tensor([len(s) for s in starts])
+    first = torch.cumsum(count, 0) - count
+    patch_rows, frame_starts = np.repeat(data.train_rows, count.numpy()), np.concatenate(starts)
+    labels = torch.as_tensor(data.targets(data.train_rows), device=device)
+    mean, std = data.normaliser(device, per_band=False)
+
+    generator = torch.Generator().manual_seed(settings.seed)
+    classifier, optimizer, scheduler = linear_classifier(
+        encoder.out_dim, data.n_classes, settings, device
+    )  # the same start as linear_evaluation's
+    curve, best = [], None
+    for epoch in range(settings.epochs):
+        order, picks = one_patch_per_clip(first, count, generator)
+        encoder.train()
+        epoch_losses = []
+        for batch in torch.split(torch.arange(len(order)), settings.batch_size):
+            chosen = picks[batch].numpy()
+            x = data.cache.patches_at(patch_rows[chosen], frame_starts[chosen], frames)
+            x = augment.normalise(torch.from_numpy(x[:, None]).to(device), mean, std)
+            with torch.no_grad(), autocast(device, config.amp):
+                h = encoder(x).float()
+            loss = F.cross_entropy(classifier(h), labels[order[batch].to(device)])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            epoch_losses.append(loss.item())
+        scheduler.step()
+        select, test = (
+            classifier_report(
+                classifier, _embedded(encoder, data, rows, config, device), data.n_classes, device
+            )
+            for rows in (data.monitor_rows, data.test_rows)
+        )
+        curve.append(
+            {
+                "epoch": epoch,
+                "loss": float(np.mean(epoch_losses)),
+                "select_macro": select["macro"],
+                "test_macro": test["macro"],
+                "test_micro": test["micro"],
+            }
+        )
+        if best is None or select["macro"] > best[0]:
+            best = (select["macro"], epoch, test)
+    select_macro, epoch, report = best
+    return report | {"epoch": epoch, "select_macro": select_macro, "curve": curve}
+
+
+def _embedded(encoder, data: TrainingData, rows, config, device) -> PatchEmbeddings:
+    """Every evaluation patch of the clips `rows` (sorted) through the encoder in eval mode."""
+    emb, clip_of_patch = embed(encoder, data, rows, device, amp=config.amp)
+    return PatchEmbeddings(emb, clip_of_patch, data.targets(rows))
+
+
+def _paired_row(encoder: str, init: str, seed: int, epochs: int, data, arms: dict) -> dict:
+    cached, loop = arms["cached"], arms["loop"]
+    row = {"model": encoder, "init": init, "seed": seed, "epochs": epochs}
+    for metric in ("macro", "micro"):
+        row |= {
+            f"{metric}_cached": 100 * cached[metric],
+            f"{metric}_loop": 100 * loop[metric],
+            f"{metric}_diff": 100 * (cached[metric] - loop[metric]),
+        }
+    return row | {
+        "epoch_cached": cached["epoch"],
+        "epoch_loop": loop["epoch"],
+        "seconds_cached": cached["seconds"],
+        "seconds_loop": loop["seconds"],
+        "speedup": loop["seconds"] / cached["seconds"],
+        "clips": f"{len(data.train_rows)} train / {len(data.monitor_rows)} clean / "
+        f"{len(data.test_rows)} test",
+    }
+
+
+def _with_summaries(table: pd.DataFrame) -> pd.DataFrame:
+    """The paired rows, then per (model, init) the mean over seeds (seed "mean") with a 95 %
+    t-interval on each difference; the speed-up of the summed seconds."""
+    summaries = []
+    for (model, init), group in table.groupby(["model", "init"], sort=False):
+        n = len(group)
+        row = group.mean(numeric_only=True).to_dict() | {
+            "model": model,
+            "init": init,
+            "seed": "mean",
+            "clips": group["clips"].iat[0],
+            "speedup": group["seconds_loop"].sum() / group["seconds_cached"].sum(),
+        }
+        for metric in ("macro", "micro"):
+            diffs = group[f"{metric}_diff"]
+            half = stats.t.ppf(0.975, n - 1) * diffs.std(ddof=1) / np.sqrt(n)
+            row |= {
+                f"{metric}_diff_low": diffs.mean() - half,
+                f"{metric}_diff_high": diffs.mean() + half,
+            }
+        summaries.append(row)
+    table = pd.concat([table, pd.DataFrame(summaries)], ignore_index=True)
+    order = [*table.columns.drop("clips"), "clips"]
+    table = table[order].round(2)
+    return table.astype(object).where(table.notna(), None)  # gaps as null, not NaN, in JSON

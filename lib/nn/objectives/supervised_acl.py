@@ -1,0 +1,69 @@
+"""Supervised ACL: alpha * cross-entropy(logits) + (1 - alpha) * L_AM(feats), where positives
+are same-label pairs and negatives different-label pairs of the batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from aclaudio.nn.objectives.angular import angular_term, parse_reduction
+from aclaudio.nn.objectives.base import (
+    Objective,
+    check_labelled,
+    check_range,
+    full_precision,
+    gather_ranks,
+)
+
+
+@full_precision
+def supervised_acl(
+    logits: Tensor,
+    feats: Tensor,
+    labels: Tensor,
+    *,
+    alpha: float = 0.7,
+    margin: float = 0.5,
+    reduction: str = "sum/50",
+    gather: bool = False,
+) -> Tensor:
+    """alpha * cross-entropy(logits, labels) + (1 - alpha) * L_AM(feats) ("sum/50": the paper
+    at batch 64; with "mean" a batch without positive pairs contributes 0 for them).
+
+    Example:
+        >>> loss = supervised_acl(logits, feats, labels, alpha=0.7, margin=0.5)
+    """
+    terms = SupervisedACL(alpha=alpha, margin=margin, reduction=reduction, gather=gather).terms(
+        logits, feats, labels
+    )
+    return terms["cross_entropy"] + terms["angular"]
+
+
+class SupervisedACL(Objective):
+    """Supervised ACL of a labelled batch, as named terms: "cross_entropy" (alpha * CE) and
+    "angular" ((1 - alpha) * L_AM of the features). alpha = 1 is cross-entropy alone."""
+
+    inputs = "labels"
+    term_labels = {"cross_entropy": "alpha x cross-entropy", "angular": "(1 - alpha) x angular"}
+
+    @dataclass(frozen=True)
+    class Settings:
+        alpha: float = 0.7
+        margin: float = 0.5
+        reduction: str = "sum/50"
+
+    @full_precision
+    def terms(self, logits: Tensor, feats: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        s = self.settings
+        check_labelled(logits, feats, labels)
+        check_range("alpha", s.alpha, 0.0, 1.0)
+        check_range("margin", s.margin, 0.0)
+        divisor = parse_reduction(s.reduction)
+        logits, feats, labels = (gather_ranks(x, self.gather) for x in (logits, feats, labels))
+        angular = angular_term(feats, labels, s.margin, divisor)
+        return {
+            "cross_entropy": s.alpha * F.cross_entropy(logits, labels),
+            "angular": (1 - s.alpha) * angular,
+        }

@@ -1,0 +1,159 @@
+"""The study's scale per profile: which runs each notebook asks for.
+
+A profile scales every notebook at once: its training settings are training.profiles.PROFILES
+(the same runs as `aclaudio pretrain --profile P`), its grids of seeds, alphas, margins and
+subsets are STUDY below. smoke runs in seconds for the tests, cpu runs the whole study on the
+built-in dataset on two cores (docs/protocol.md says how long), paper runs FSDnoisy18k with
+the full alpha x margin grid and several seeds on a GPU. Notebooks call these functions instead
+of building configs themselves, so every notebook of a profile sees the same runs (and reuses
+them from the run store).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from aclaudio.training.config import config_row, profile_config
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    seeds: tuple[int, ...]
+    acl_alpha: float = 0.3  # the ACL run compared with NT-Xent (the paper's best alpha)
+    alphas: tuple[float, ...] = (0.0, 0.3, 0.7, 1.0)  # ablation grid
+    margins: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+    ablation_seeds: tuple[int, ...] = (0,)
+    supervised_subsets: tuple[str, ...] = ("clean", "noisy", "noisy_small", "all")
+    supervised_alphas: tuple[float, ...] = (0.7, 1.0)
+    supervised_seeds: tuple[int, ...] = (0,)
+    # the ACL cell (acl_alpha, m 0.5) again with these reductions of the angular term, at the
+    # ablation seeds: "mean" keeps the terms' balance whatever the batch ("sum/25" is the
+    # paper's balance at its batch of 128, which the cpu profile keeps)
+    reduction_controls: tuple[str, ...] = ("mean",)
+    # one long ACL run (seed 0) probed at these steps: how long pretraining must be
+    curve_steps: tuple[int, ...] = (100, 250, 500, 1000, 1500, 2000)
+
+
+STUDY = {
+    "smoke": StudySettings(
+        seeds=(0,),
+        alphas=(0.5, 1.0),
+        margins=(0.5, 1.0),
+        supervised_subsets=("clean", "all"),
+        curve_steps=(3, 6),
+    ),
+    # cpu: the headline comparison at 5 seeds, a coarse alpha x margin grid at 2: with the
+    # control, the length curve and the supervised runs, what 90 minutes on two cores allow
+    # (docs/protocol.md)
+    "cpu": StudySettings(
+        seeds=(0, 1, 2, 3, 4),
+        margins=(0.5, 1.0),
+        ablation_seeds=(0, 1),
+        supervised_seeds=(0, 1),  # notebook 03 shows its seeds as points
+    ),
+    "paper": StudySettings(
+        seeds=(0, 1, 2),
+        alphas=tuple(round(0.1 * i, 1) for i in range(11)),
+        ablation_seeds=(0, 1, 2),
+        supervised_alphas=tuple(round(0.1 * i, 1) for i in range(1, 11)),
+        supervised_seeds=(0, 1, 2),
+    ),
+}
+
+
+def settings(profile: str) -> StudySettings:
+    if profile not in STUDY:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(STUDY)}")
+    return STUDY[profile]
+
+
+def pretrain_config(profile: str, data_dir: str | Path, **overrides: Any):
+    """A pretraining config of the profile, with overrides."""
+    return profile_config("pretrain", profile, data_dir=str(Path(data_dir).resolve()), **overrides)
+
+
+def supervised_config(profile: str, data_dir: str | Path, **overrides: Any):
+    """A supervised config of the profile, with overrides."""
+    return profile_config(
+        "supervised", profile, data_dir=str(Path(data_dir).resolve()), **overrides
+    )
+
+
+def comparison_configs(profile: str, data_dir: str | Path) -> dict[str, list]:
+    """Notebook 02's runs per method, paired by seed: random init (NT-Xent's run before any
+    step: the initial weights every method starts from at its seed), NT-Xent (ACL at alpha 1)
+    and ACL."""
+    study = settings(profile)
+    methods = {
+        "random init": dict(alpha=1.0, epochs=0, steps=0),
+        "NT-Xent": dict(alpha=1.0),
+        "ACL": dict(alpha=study.acl_alpha),
+    }
+    return {
+        name: [pretrain_config(profile, data_dir, seed=seed, **values) for seed in study.seeds]
+        for name, values in methods.items()
+    }
+
+
+def length_curve_config(profile: str, data_dir: str | Path):
+    """The run of probe.curve: ACL at seed 0, as long as the last step of the curve, snapshots
+    at the others; its own length whatever the profile's, so that it stays in the run store
+    when the profile's length is chosen from it."""
+    steps = settings(profile).curve_steps
+    return pretrain_config(
+        profile,
+        data_dir,
+        alpha=settings(profile).acl_alpha,
+        seed=0,
+        steps=max(steps),
+        snapshot_steps=steps,
+    )
+
+
+def supervised_configs(profile: str, data_dir: str | Path) -> list:
+    """Notebook 03's runs: every training subset x alpha (1 = cross-entropy) x seed."""
+    study = settings(profile)
+    return [
+        supervised_config(profile, data_dir, subset=subset, alpha=alpha, seed=seed)
+        for subset in study.supervised_subsets
+        for alpha in study.supervised_alphas
+        for seed in study.supervised_seeds
+    ]
+
+
+def summaries(runs: list) -> pd.DataFrame:
+    """One row per finished run: its config and its summary (accuracies with intervals...)."""
+    return pd.DataFrame([config_row(run.config) | run.summary() for run in runs])
+
+
+def ablation_configs(profile: str, data_dir: str | Path) -> list:
+    """The alpha x margin grid with paired seeds; alpha = 1 (NT-Xent, no margin) once a seed."""
+    study = settings(profile)
+    configs = []
+    for seed in study.ablation_seeds:
+        for alpha in study.alphas:
+            if alpha == 1:  # NT-Xent: the margin is moot, keep the default (the run of 02)
+                configs.append(pretrain_config(profile, data_dir, seed=seed, alpha=alpha))
+                continue
+            for margin in study.margins:
+                configs.append(
+                    pretrain_config(profile, data_dir, seed=seed, alpha=alpha, margin=margin)
+                )
+    return configs
+
+
+def control_configs(profile: str, data_dir: str | Path) -> list:
+    """The ACL cell of the comparison (acl_alpha, margin 0.5) with each control reduction of
+    the angular term, at the ablation seeds (paired with the grid's runs of that cell)."""
+    study = settings(profile)
+    return [
+        pretrain_config(
+            profile, data_dir, seed=seed, alpha=study.acl_alpha, margin=0.5, reduction=reduction
+        )
+        for reduction in study.reduction_controls
+        for seed in study.ablation_seeds
+    ]
