@@ -68,6 +68,8 @@ def violations(root: Path) -> list[str]:
             if name.partition(".")[0] == "aclaudio":
                 if layer_of(name) > level:
                     problems.append(f"{where}: {here} ({LAYERS[level]}) imports {name} above it")
+                elif level == LAYERS.index("nn") and layer_of(name) != level:
+                    problems.append(f"{where}: nn imports {name} (nothing else of aclaudio)")
             elif level == LAYERS.index("nn"):
                 top = name.partition(".")[0]
                 if top not in NN_PACKAGES and top not in sys.stdlib_module_names:
@@ -80,7 +82,7 @@ def test_imports_only_go_down():
 
 
 def test_a_climbing_import_is_caught(tmp_path):
-    """The checker itself: an upward import, relative or absolute, and pandas in nn."""
+    """The checker itself: an upward import, relative or absolute, and pandas or data in nn."""
     for layer in ("data", "nn", "study"):
         (tmp_path / layer).mkdir()
         (tmp_path / layer / "__init__.py").write_text("")
@@ -88,9 +90,10 @@ def test_a_climbing_import_is_caught(tmp_path):
     (tmp_path / "nn" / "net.py").write_text("import pandas\nfrom aclaudio.data import low\n")
     (tmp_path / "study" / "grids.py").write_text("from aclaudio.nn import net\n")
     found = violations(tmp_path)
-    assert len(found) == 2, found
+    assert len(found) == 3, found
     assert "data/low.py:1: aclaudio.data.low (data) imports aclaudio.study above it" in found[0]
     assert "nn/net.py:1: nn imports pandas" in found[1]
+    assert "nn/net.py:2: nn imports aclaudio.data (nothing else of aclaudio)" in found[2]
 
 
 @pytest.mark.parametrize("path", sorted(LIB.rglob("*.py")), ids=lambda p: str(p.relative_to(LIB)))

@@ -20,6 +20,7 @@ from importlib import metadata
 
 from aclaudio.cli.parser import build_parser
 from aclaudio.data.download import DownloadError
+from aclaudio.training.warning_lines import show_as_lines
 
 
 @contextlib.contextmanager
@@ -27,8 +28,6 @@ def _recorded_warnings() -> Iterator[list[str]]:
     """The messages of this package's own warnings raised inside (still shown on stderr, one
     line each), for the JSON summary: a skipped checkpoint or an untrained class is never
     silent."""
-    from aclaudio.training.runs import show_as_lines  # torch: not for `aclaudio --help`
-
     messages: list[str] = []
     with warnings.catch_warnings():
 

@@ -17,6 +17,7 @@ import soundfile as sf
 import torch
 import torch.nn.functional as F
 
+from aclaudio.data import folders
 from aclaudio.data.cache import build_cache
 from aclaudio.data.datasets import load_dataset
 from aclaudio.data.features import PRESETS
@@ -28,7 +29,7 @@ from aclaudio.training.batches import TrainingData
 from aclaudio.training.config import profile_config
 from aclaudio.training.devices import resolve_device
 
-BENCH_DIR = Path("results") / "bench"
+BENCH_DIR = folders.results() / "bench"
 
 
 def machine() -> str:

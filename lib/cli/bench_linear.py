@@ -78,6 +78,7 @@ def bench_linear(
                     preset=preset,
                     seed=seed,
                     epochs=pretrain_epochs,
+                    alpha=1.0,  # NT-Xent, as benchmarked in docs/benchmarks.md
                 )
                 device = resolve_device(config.device)
                 data = TrainingData.load(config, progress=False)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aclaudio import __version__
 from aclaudio.cli import commands
+from aclaudio.data import folders
 from aclaudio.training.profiles import PROFILES
 
 
@@ -174,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     headline.add_argument(
         "--results",
         type=Path,
-        default=Path("results/cpu"),
+        default=folders.results() / "cpu",
         help="a profile's results folder (default results/cpu)",
     )
     headline.add_argument("--readme", type=Path, default=Path("README.md"))

@@ -77,7 +77,7 @@ def _front_end(preset: Preset) -> tuple[torch.Tensor, torch.Tensor, slice]:
     """The analysis window, the mel filterbank as a sparse (n_mels, bins) matrix, and its bins.
 
     The filterbank is torchaudio's (slaney scale and norm, i.e. librosa's filters). Each FFT bin
-    feeds at most two mel bands, so a sparse product is about 10x cheaper than a dense one.
+    feeds at most two mel bands, so a sparse product skips almost every multiplication.
     """
     fbanks = torchaudio.functional.melscale_fbanks(
         preset.n_fft // 2 + 1,

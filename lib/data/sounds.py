@@ -57,7 +57,7 @@ def coloured_noise(
     rng: np.random.Generator, n: int, *, low: float = 0.0, high: float = 1e9, tilt: float = 0.0
 ) -> np.ndarray:
     """Gaussian noise with power ~ f**-tilt, band-passed between low and high (gentle edges),
-    drawn as a random spectrum of a length that FFTs fast (a prime length is 10x slower)."""
+    drawn as a random spectrum of a length that FFTs fast (a prime length is much slower)."""
     size = next_fast_len(n, real=True)
     freqs = np.fft.rfftfreq(size, 1 / SAMPLE_RATE)
     freqs[0] = freqs[1]

@@ -130,7 +130,7 @@ def _render(task: tuple[str, int, float, tuple[int, ...]]) -> None:
     background = unit(coloured_noise(rng, n, tilt=rng.uniform(0, 2)))
     mix += 10 ** (-rng.uniform(*SNR_DB) / 20) * background
     peak = 10 ** (rng.uniform(*PEAK_DB) / 20)
-    wav = io.BytesIO()  # soundfile's many small writes to disk are 3-5x slower than one
+    wav = io.BytesIO()  # one write to disk instead of soundfile's many small ones
     sf.write(wav, mix * (peak / np.abs(mix).max()), SAMPLE_RATE, subtype="PCM_16", format="WAV")
     Path(path).write_bytes(wav.getvalue())
 

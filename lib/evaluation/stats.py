@@ -192,7 +192,7 @@ def hierarchical_bootstrap(
 
     average: "micro", the accuracy over clips, or "macro", the mean per-class recall over the
     classes of labels ((n_clips,) class of each clip, needed for macro). For macro, clips are
-    drawn within each class, as in evaluate.accuracy_report: the test set's class counts are
+    drawn within each class, as in metrics.accuracy_report: the test set's class counts are
     fixed by design, so no class vanishes from a replicate and each keeps its weight.
 
     Returns the estimate (the difference on the data) and the interval `ci`, as fractions.

@@ -35,7 +35,7 @@ from aclaudio.training.devices import (
 )
 from aclaudio.training.loop import Epoch, capture, finish, restore, seed_epoch, train_epoch
 from aclaudio.training.runs import Run, claimed_run
-from aclaudio.training.step import Views, contrastive_step
+from aclaudio.training.step import Augmentation, contrastive_step
 
 
 def pretrain(config: PretrainConfig, *, runs_dir=None, progress: bool = True) -> Run:
@@ -142,14 +142,14 @@ def contrastive_epoch(
     `measure`: the parameters on which the first step measures each term's gradient."""
     seed, rng = seed_epoch(config.seed, epoch)
     generator = torch.Generator(device).manual_seed(seed + rank_and_world()[0])
-    views = Views(config.augment, *data.normaliser(device, per_band=False), generator)
+    augmentation = Augmentation(config.augment, *data.normaliser(device, per_band=False), generator)
     order = rng.permutation(data.train_rows)[: plan[epoch] * config.batch_size]
     batches = contrastive_batches(data, order, config.batch_size, rng)
     step = functools.partial(
         contrastive_step,
         step_model,
         objective=objective,
-        views=views,
+        augmentation=augmentation,
         execution=config,
         device=device,
     )

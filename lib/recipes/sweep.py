@@ -20,7 +20,8 @@ from aclaudio.recipes.finetune import finetune
 from aclaudio.recipes.pretrain import pretrain
 from aclaudio.recipes.supervised import supervised
 from aclaudio.training.config import kind_of
-from aclaudio.training.runs import Run, open_run, warnings_as_lines
+from aclaudio.training.runs import Run, open_run
+from aclaudio.training.warning_lines import warnings_as_lines
 
 JOBS_ENV = "ACLAUDIO_JOBS"
 

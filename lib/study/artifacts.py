@@ -48,10 +48,8 @@ class Artifact:
         )
 
     def path(self, results: str | Path) -> Path:
-        """Where it lives in a results folder (the folder above is created on demand)."""
-        folder = Path(results) / ("figures" if self.suffix == ".png" else "tables")
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / self.filename
+        """Where it lives in a results folder (results_dir makes the folders)."""
+        return Path(results) / ("figures" if self.suffix == ".png" else "tables") / self.filename
 
 
 def _table(notebook: str, name: str) -> Artifact:

@@ -130,7 +130,7 @@ def without_machine_paths(notebook: nbformat.NotebookNode) -> None:
         root = None if root == Path(root.anchor) else root  # results at the top: no checkout
     outside = [path for path in given if root is None or not path.is_relative_to(root)]
     folders = [  # the most specific first
-        (Path(__file__).parent, "aclaudio"),  # this package's own warnings name its files
+        (Path(__file__).parents[1], "aclaudio"),  # this package's own warnings name its files
         *((path, path.name) for path in sorted(outside, key=lambda p: -len(p.parts))),
         *([(root, "")] if root else []),
         (Path.cwd(), ""),  # the folder the report is made in (run_all.sh: the checkout)

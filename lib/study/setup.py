@@ -38,7 +38,7 @@ def setup(
     The dataset defaults to the profile's built-in one, generated on first use (not for a
     notebook that reads no dataset: needs_data=False).
 
-    Example:
+    Example (the first cell of a notebook in notebooks/):
         >>> results, data_dir, runs_dir, settings = setup("smoke", needs_data=False)
     """
     grids = settings(profile)

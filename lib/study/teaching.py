@@ -76,7 +76,7 @@ def _angles(theta, *, pair: str, margin: float) -> np.ndarray:
 @contextmanager
 def _one_thread():
     """Run tiny tensors on one thread: they gain nothing from more, and on busy cores the
-    synchronisation of torch's worker threads made these curves 10x slower."""
+    synchronisation of torch's worker threads slows these curves down."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -3,12 +3,14 @@
 A profile (profiles.py) fixes every setting of one scale of the study: `smoke` (seconds, tests),
 `cpu` (the built-in dataset on two CPU cores) and `paper` (FSDnoisy18k with the authors'
 settings: docs/protocol.md).
-Overrides come from Python (`dataclasses.replace` or keyword arguments) or from the command
-line (`--set alpha=0.3 --set margin=0.25`).
+Overrides come from Python (`profile_config(..., alpha=0.3)`, or `dataclasses.replace` with
+the config's own fields) or from the command line (`--set alpha=0.3 --set margin=0.25`).
 
 A run's objective is named (`objective`, nn.objectives.OBJECTIVES) and its settings are the
 objective's own dataclass (`loss`): `loss.alpha` on the command line, or plain `alpha` where
-the objective has such a setting, in Python and on the command line alike.
+the objective has such a setting, in profile_config, make_config and --set alike. Config files
+of runs made before the objectives had names (flat alpha, margin, ..., and the authors' views
+and backgrounds as the only choice) still load.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from aclaudio.nn import objectives
 from aclaudio.nn.augment import AugmentConfig
@@ -54,6 +56,8 @@ MONITORS = ("patch_vote_z", "clip_mean_h", "last")
 class PretrainConfig(DataRun):
     """Self-supervised pretraining followed by linear evaluation (docs/protocol.md)."""
 
+    objective_inputs: ClassVar[str] = "views"  # the objectives it takes (nn.objectives)
+
     subset: str = "noisy"  # pretraining clips (labels ignored)
     monitor_subset: str = "clean"  # kNN monitor and probe selection
     # model
@@ -85,7 +89,7 @@ class PretrainConfig(DataRun):
     snapshot_steps: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        _resolve_loss(self, "views")
+        _resolve_loss(self)
         if self.monitor not in MONITORS:
             raise ValueError(f"monitor must be one of {', '.join(MONITORS)}; got {self.monitor!r}")
         if self.steps < 0 or (self.epochs == 0 and self.steps):
@@ -98,6 +102,8 @@ class PretrainConfig(DataRun):
 @dataclass(frozen=True)
 class SupervisedConfig(DataRun):
     """The supervised baseline CNN with cross-entropy or supervised ACL (docs/protocol.md)."""
+
+    objective_inputs: ClassVar[str] = "labels"
 
     subset: str = "clean"  # clean | noisy | noisy_small | all
     val_fraction: float = 0.15
@@ -118,7 +124,7 @@ class SupervisedConfig(DataRun):
     test_end_patch: bool = False
 
     def __post_init__(self) -> None:
-        _resolve_loss(self, "labels")
+        _resolve_loss(self)
 
 
 @dataclass(frozen=True)
@@ -153,7 +159,7 @@ def make_config(kind: str, **values: Any):
         raise ValueError(f"unknown run kind {kind!r}; choose one of {', '.join(KINDS)}")
     names = {f.name for f in fields(cls)}
     if "objective" in names:
-        values = _loss_settings_gathered(cls, values)
+        values = _loss_settings_gathered(cls, _without_former_switches(values))
     unknown = sorted(set(values) - names)
     if unknown:
         raise ValueError(
@@ -256,9 +262,27 @@ def kind_of(config) -> str:
     return next(kind for kind, cls in KINDS.items() if isinstance(config, cls))
 
 
-def _resolve_loss(config, inputs: str) -> None:
+def _resolve_loss(config) -> None:
     """The objective's settings as its dataclass (a frozen config is set once, here)."""
-    object.__setattr__(config, "loss", objectives.settings(config.objective, inputs, config.loss))
+    settings = objectives.settings(config.objective, config.objective_inputs, config.loss)
+    object.__setattr__(config, "loss", settings)
+
+
+#: Switches that configs once had, with the one value every run now has (the authors'): each
+#: view through the model on its own, mix-back backgrounds from the whole training set.
+FORMER_SWITCHES = {"views_apart": True, "background": "training_set"}
+
+
+def _without_former_switches(values: dict[str, Any]) -> dict[str, Any]:
+    """values without FORMER_SWITCHES at their one value (an older config.json); any other value
+    is a ValueError: that choice is gone."""
+    for name, kept in FORMER_SWITCHES.items():
+        if name in values and values[name] != kept:
+            raise ValueError(
+                f"{name}={values[name]!r} is no longer a choice: every run uses {name}={kept!r}, "
+                "the authors' (docs/protocol.md)"
+            )
+    return {k: v for k, v in values.items() if k not in FORMER_SWITCHES}
 
 
 def _loss_settings_gathered(cls, values: dict[str, Any]) -> dict[str, Any]:
@@ -276,7 +300,7 @@ def _loss_settings_gathered(cls, values: dict[str, Any]) -> dict[str, Any]:
 def _objective_of(cls, values: dict[str, Any]) -> tuple[str, str]:
     """The objective named in values (else the config's default) and the inputs it takes."""
     default = next(f.default for f in fields(cls) if f.name == "objective")
-    return values.get("objective", default), "views" if cls is PretrainConfig else "labels"
+    return values.get("objective", default), cls.objective_inputs
 
 
 def _objective_settings(cls, values: dict[str, Any]) -> str:

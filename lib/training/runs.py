@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +24,6 @@ from typing import Any
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from aclaudio.data import folders
 from aclaudio.data.atomic import (
@@ -44,20 +42,6 @@ class CheckpointError(ValueError):
 
 class RunWarning(UserWarning):
     """Something a run's user must know: a damaged checkpoint skipped, a class left out."""
-
-
-def show_as_lines(message, category, filename, lineno, file=None, line=None) -> None:
-    """A warning as one line, "Category: message": the file and line of the library that
-    raised it, and its source, tell the reader of a notebook or a terminal nothing."""
-    tqdm.write(f"{category.__name__}: {message}", file=file or sys.stderr)  # above the bars
-
-
-@contextmanager
-def warnings_as_lines() -> Iterator[None]:
-    """Within the block, warnings show as `show_as_lines` does; as before after it."""
-    with warnings.catch_warnings():
-        warnings.showwarning = show_as_lines
-        yield
 
 
 @dataclass

@@ -9,7 +9,6 @@ without touching any .grad: which term drives training.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -31,7 +30,7 @@ class Step(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Views:
+class Augmentation:
     """How an epoch turns patches into two augmented, normalised views (its own generator)."""
 
     augment: AugmentConfig
@@ -45,7 +44,7 @@ def contrastive_step(
     batch: Sequence[Tensor],
     *,
     objective: Objective,
-    views: Views,
+    augmentation: Augmentation,
     execution,
     device: torch.device,
     measure: Sequence[Tensor] | None = None,
@@ -62,10 +61,10 @@ def contrastive_step(
             x2,
             background1,
             background2,
-            views.augment,
-            mean=views.mean,
-            std=views.std,
-            generator=views.generator,
+            augmentation.augment,
+            mean=augmentation.mean,
+            std=augmentation.std,
+            generator=augmentation.generator,
         )
     h, z = forward(model, torch.cat([v1, v2]), execution, device, views_apart=True)
     h1, h2 = h.float().chunk(2)
@@ -91,7 +90,7 @@ def labelled_step(
 
 
 def _step(terms: dict[str, Tensor], measure: Sequence[Tensor] | None) -> Step:
-    loss = functools.reduce(torch.add, terms.values())
+    loss = Objective.total(terms)
     return Step(loss, {} if measure is None else term_gradient_norms(terms, measure))
 
 

@@ -138,10 +138,10 @@ def test_the_registry_picks_by_name_and_kind_and_checks_settings():
     assert chosen == losses.ACL.Settings(alpha=0.5)
     assert objectives.settings("acl", "views", chosen) is chosen
     assert objectives.settings("ntxent", "views") == losses.NTXent.Settings()
-    with pytest.raises(
-        ValueError, match="objective 'ntxent' has no setting alpha; its settings: temperature"
-    ):
+    with pytest.raises(ValueError, match="NTXent has no setting alpha; its settings: temperature"):
         objectives.settings("ntxent", "views", {"alpha": 0.5})
+    with pytest.raises(ValueError, match="ACL's settings must be a mapping, got 3"):
+        objectives.settings("acl", "views", 3)
     with pytest.raises(ValueError, match="settings of ACL given to objective 'ntxent'"):
         objectives.settings("ntxent", "views", chosen)
     with pytest.raises(ValueError, match="ACL has no setting beta; its settings: alpha, margin"):

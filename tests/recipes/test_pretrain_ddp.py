@@ -18,7 +18,7 @@ from aclaudio.data import features, synth
 from aclaudio.nn import models, objectives
 from aclaudio.nn.augment import AugmentConfig
 from aclaudio.training import config, devices, runs
-from aclaudio.training.step import Views, contrastive_step
+from aclaudio.training.step import Augmentation, contrastive_step
 
 pytestmark = pytest.mark.slow  # process groups and torchrun: not in ./run_tests.sh --fast
 
@@ -37,12 +37,14 @@ def one_step(cfg, v1, v2, step_model, model):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     model.eval()  # BatchNorm on running statistics: per-sample, so the split cannot matter
     objective = objectives.build(cfg.objective, "views", cfg.loss, gather=devices.is_distributed())
-    views = Views(AugmentConfig.off(), torch.tensor(0.0), torch.tensor(1.0), torch.Generator())
+    augmentation = Augmentation(
+        AugmentConfig.off(), torch.tensor(0.0), torch.tensor(1.0), torch.Generator()
+    )
     loss = contrastive_step(
         step_model,
         (v1, v2, v2, v1),
         objective=objective,
-        views=views,
+        augmentation=augmentation,
         execution=cfg,
         device=torch.device("cpu"),
     ).loss

@@ -201,6 +201,7 @@ def test_directions_on_two_datasets_count_signs_and_resolved_agreements(tmp_path
         comparison("ACL - random init", 0.04, [-0.01, 0.09], [-0.02, 0.10]),
     ]
     for name, rows in (("a", first), ("b", second)):
+        artifacts.results_dir(name, tmp_path)
         pd.DataFrame(rows).to_csv(artifacts.PRETRAINING_PAIRED.path(tmp_path / name))
     text = conclusions.directions(tmp_path / "a", tmp_path / "b", ("seed 0", "seed 1"))
     row = next(line for line in text.splitlines() if line.startswith("| ACL - NT-Xent "))

@@ -27,6 +27,7 @@ import pytest
 import websocket
 from conftest import NOTEBOOKS, ROOT, execute_smoke_notebook
 
+import aclaudio
 from aclaudio import cli
 from aclaudio.study import artifacts, report
 
@@ -191,6 +192,16 @@ def test_machine_paths_are_rewritten_where_they_are_whole_paths(tmp_path):
     by_hand = papermill_notebook({}, "", f"/opt/site-packages/numpy/a.py {home}/data")
     report.without_machine_paths(by_hand)
     assert by_hand.cells[0].outputs[0].text == "numpy/a.py ~/data"
+
+
+def test_this_packages_files_are_named_from_the_package_in_every_layer(tmp_path, monkeypatch):
+    """A warning from any layer of the package (an editable checkout's lib/, not
+    site-packages) reads aclaudio/<layer>/<module>.py, wherever the report is made."""
+    package = Path(aclaudio.__file__).parent
+    monkeypatch.chdir(tmp_path)  # not the checkout: its paths cannot be made relative to it
+    notebook = papermill_notebook({}, "", f"{package}/recipes/pretrain.py:9: {package}/losses.py")
+    report.without_machine_paths(notebook)
+    assert notebook.cells[0].outputs[0].text == "aclaudio/recipes/pretrain.py:9: aclaudio/losses.py"
 
 
 def test_the_path_search_stays_linear_on_long_strings():

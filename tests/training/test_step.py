@@ -10,7 +10,12 @@ from aclaudio import losses
 from aclaudio.data import features
 from aclaudio.nn import augment, models, objectives
 from aclaudio.training import config
-from aclaudio.training.step import Views, contrastive_step, labelled_step, term_gradient_norms
+from aclaudio.training.step import (
+    Augmentation,
+    contrastive_step,
+    labelled_step,
+    term_gradient_norms,
+)
 
 CPU = torch.device("cpu")
 
@@ -60,12 +65,12 @@ def test_the_contrastive_step_is_the_objective_on_its_own_views(objective):
     model = models.build_contrastive_model(cfg, CPU)
     x1, x2, background1, background2 = patches(4, seed=1)
     mean, std = torch.tensor(-4.0), torch.tensor(2.0)
-    views = Views(cfg.augment, mean, std, torch.Generator().manual_seed(5))
+    augmentation = Augmentation(cfg.augment, mean, std, torch.Generator().manual_seed(5))
     step = contrastive_step(
         model,
         (x1, x2, background1, background2),
         objective=objectives.build(objective, "views", cfg.loss),
-        views=views,
+        augmentation=augmentation,
         execution=cfg,
         device=CPU,
         measure=list(model.encoder.parameters()),

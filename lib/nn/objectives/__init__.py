@@ -44,20 +44,11 @@ def settings(name: str, inputs: str, values: Any = None):
     cls = get(name, inputs)
     if isinstance(values, cls.Settings):
         return values
-    if values is None:
-        values = {}
     if dataclasses.is_dataclass(values):
         raise ValueError(
             f"settings of {type(values).__qualname__.split('.')[0]} given to objective {name!r}"
         )
-    known = [f.name for f in dataclasses.fields(cls.Settings)]
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ValueError(
-            f"objective {name!r} has no setting {', '.join(unknown)}; its settings: "
-            f"{', '.join(known) or 'none'}"
-        )
-    return cls.Settings(**values)
+    return cls.settings_from({} if values is None else values)
 
 
 def build(name: str, inputs: str, values: Any = None, *, gather: bool = False) -> Objective:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.distributed as dist
@@ -43,23 +44,35 @@ class Objective(nn.Module):
 
     def __init__(self, *, gather: bool = False, **settings) -> None:
         super().__init__()
-        known = [f.name for f in dataclasses.fields(self.Settings)]
-        unknown = sorted(set(settings) - set(known))
+        self.settings = self.settings_from(settings)
+        self.gather = gather
+
+    @classmethod
+    def settings_from(cls, values: Mapping[str, Any]):
+        """Settings from a mapping of some of them (the rest at their defaults); an unknown name
+        or a value of no mapping is a ValueError."""
+        if not isinstance(values, Mapping):
+            raise ValueError(f"{cls.__name__}'s settings must be a mapping, got {values!r}")
+        known = [f.name for f in dataclasses.fields(cls.Settings)]
+        unknown = sorted(set(values) - set(known))
         if unknown:
             raise ValueError(
-                f"{type(self).__name__} has no setting {', '.join(unknown)}; its settings: "
-                f"{', '.join(known)}"
+                f"{cls.__name__} has no setting {', '.join(unknown)}; its settings: "
+                f"{', '.join(known) or 'none'}"
             )
-        self.settings = self.Settings(**settings)
-        self.gather = gather
+        return cls.Settings(**values)
+
+    @staticmethod
+    def total(terms: dict[str, Tensor]) -> Tensor:
+        """The loss: the sum of the terms, in their order."""
+        return functools.reduce(torch.add, terms.values())
 
     def terms(self, *inputs: Tensor) -> dict[str, Tensor]:
         """The loss's terms, each as it enters the sum (weighted), keyed as term_labels."""
         raise NotImplementedError
 
     def forward(self, *inputs: Tensor) -> Tensor:
-        terms = self.terms(*inputs)
-        return functools.reduce(torch.add, terms.values())
+        return self.total(self.terms(*inputs))
 
     def extra_repr(self) -> str:
         values = dataclasses.asdict(self.settings)

@@ -35,10 +35,8 @@ def supervised_acl(
     Example:
         >>> loss = supervised_acl(logits, feats, labels, alpha=0.7, margin=0.5)
     """
-    terms = SupervisedACL(alpha=alpha, margin=margin, reduction=reduction, gather=gather).terms(
-        logits, feats, labels
-    )
-    return terms["cross_entropy"] + terms["angular"]
+    objective = SupervisedACL(alpha=alpha, margin=margin, reduction=reduction, gather=gather)
+    return objective(logits, feats, labels)
 
 
 class SupervisedACL(Objective):
