@@ -33,6 +33,13 @@ done
 
 bash scripts/setup_env.sh
 aclaudio() { .venv/bin/aclaudio "$@"; }
+# A step's one human line (the line before the command's JSON summary); a failed command has
+# said why on stderr, and stops the job.
+step() {
+    local out
+    out=$(aclaudio "$@") || exit 1
+    tail -n 2 <<< "$out" | head -n 1
+}
 # the profile's feature preset, from the table of profiles (an unknown profile stops here)
 preset=$(aclaudio config show --profile "$profile" | sed -n 's/^preset=\([^ ]*\).*/\1/p')
 
@@ -41,10 +48,10 @@ if [[ -z $data_dir ]]; then
         echo "run_all.sh: the paper profile needs --data-dir (FSDnoisy18k)" >&2; exit 2
     fi
     data_dir=data/builtin-$profile
-    aclaudio synth --to "$data_dir" --profile "$profile" --seed 0 | tail -n 1
+    step synth --to "$data_dir" --profile "$profile" --seed 0
 fi
-aclaudio data summary "$data_dir" | tail -n 1 | cut -c1-300
-aclaudio features "$data_dir" --preset "$preset" | tail -n 1
+step data summary "$data_dir"
+step features "$data_dir" --preset "$preset"
 
 export ACLAUDIO_RUNS=${ACLAUDIO_RUNS:-$PWD/runs}   # the run store: finished runs are reused
 export ACLAUDIO_JOBS=$jobs   # sweep.run_grid's default executor: local with N processes if N > 1
@@ -53,26 +60,50 @@ results_root=$(realpath "$results_root")
 out=$results_root/$profile/notebooks
 mkdir -p "$out"
 start=$SECONDS
+minutes() { echo "$(( ($1) / 60 )) min $(( ($1) % 60 )) s"; }
+# A bar over the study's runs with the time left, and a line per finished run, from the run store
+# (the notebooks train the runs); stopped after the notebooks, it says what was trained and reused.
+aclaudio progress --profile "$profile" --data-dir "$(realpath "$data_dir")" --runs-dir "$ACLAUDIO_RUNS" \
+    --only "$only" > >(grep --line-buffered -v '^{"ok"') &
+watcher=$!
+trap 'kill $watcher 2>/dev/null || true' EXIT
 shopt -s nullglob
 for notebook in notebooks/[0-9]*.ipynb; do
     name=$(basename "$notebook")
     [[ -n $only && ",$only," != *",${name:0:2},"* ]] && continue
     echo "[run_all] $name ($profile)"
+    began=$SECONDS
     extra=()
     grep -q '"interactive = ' "$notebook" && extra=(-p interactive False)   # static figures only
     if ! .venv/bin/papermill "$notebook" "$out/$name" -k aclaudio --cwd notebooks \
             -p profile "$profile" -p data_dir "$(realpath "$data_dir")" \
             -p runs_dir "$ACLAUDIO_RUNS" -p results_root "$results_root" "${extra[@]}" \
-            --execution-timeout 3600 --log-level WARNING; then
-        echo "run_all.sh: notebook $name failed (the error above names the cell); the executed" \
-             "copy with its outputs is $out/$name" >&2
+            --log-level WARNING --no-progress-bar; then
+        echo "run_all.sh: notebook $name failed (the error above names the cell and the run);" \
+             "the executed copy with its outputs is $out/$name; rerunning continues from the" \
+             "finished runs" >&2
         exit 1
     fi
+    echo "[run_all] $name done in $(minutes SECONDS-began)"
 done
-aclaudio report --results "$results_root/$profile" | tail -n 1 | cut -c1-300
+kill -TERM $watcher 2>/dev/null || true
+wait $watcher 2>/dev/null || true
+step report --results "$results_root/$profile"
+if [[ $profile != paper && -z $only ]]; then
+    # the whole study's seed-0 encoders, ACL and NT-Xent, each with its model card
+    for method in "acl 0.3" "ntxent 1.0"; do
+        set -- $method
+        step export --profile "$profile" --data-dir "$(realpath "$data_dir")" --runs-dir "$ACLAUDIO_RUNS" \
+            --seed 0 --set alpha="$2" --set margin=0.5 \
+            --to "$results_root/$profile/encoders/$1-$profile-seed0.pt"
+    done
+fi
 if [[ $profile == cpu && $results_root == "$(realpath results)" ]]; then
     # README shows the cpu profile's study of this checkout: its headline follows the new tables
-    aclaudio headline --results results/cpu --readme README.md | tail -n 1
+    step headline --results results/cpu --readme README.md
+    # hear.load_model() without a path loads the study's ACL encoder, shipped with the package
+    mkdir -p lib/encoders
+    cp results/cpu/encoders/acl-cpu-seed0.pt results/cpu/encoders/acl-cpu-seed0.md lib/encoders/
 fi
-echo "[run_all] done in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s: results in" \
-     "$results_root/$profile/, the study as a web page in $results_root/$profile/report/index.html"
+echo "[run_all] done in $(minutes SECONDS-start): results in $results_root/$profile/, the study" \
+     "as a web page in $results_root/$profile/report/index.html"

@@ -22,10 +22,10 @@ fi
 import sys
 from pathlib import Path
 
-from aclaudio.study import conclusions
+from aclaudio.study.directions import directions
 
 print("# Notebook 02 on two datasets: do the differences point the same way?\n")
-print(conclusions.directions("results/cpu", "results/second-dataset/cpu",
-                             ("built-in set (study)", Path(sys.argv[1]).name)))
+print(directions("results/cpu", "results/second-dataset/cpu",
+                 ("built-in set (study)", Path(sys.argv[1]).name)))
 PYTHON
 cat results/second-dataset/directions.md

@@ -27,5 +27,14 @@ echo "[setup] installing the locked environment in $VENV (first time: a few minu
 # the venv find it and nothing is written to the user's home.
 "$VENV/bin/python" -m ipykernel install --sys-prefix --name aclaudio \
     --display-name "Python (aclaudio)" >/dev/null
+# The kernel talks to papermill over local TCP and would warn of it on every notebook: it logs
+# errors only (a notebook's own output and errors are unaffected).
+"$VENV/bin/python" - <<'PY'
+import json, pathlib, sys
+spec = pathlib.Path(sys.prefix, "share/jupyter/kernels/aclaudio/kernel.json")
+kernel = json.loads(spec.read_text())
+kernel["argv"].append("--IPKernelApp.log_level=ERROR")
+spec.write_text(json.dumps(kernel, indent=1))
+PY
 "$VENV/bin/python" scripts/check_env.py
 echo "$want" > "$STAMP"

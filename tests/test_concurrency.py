@@ -23,7 +23,7 @@ import torch
 from aclaudio.data import datasets, synth
 from aclaudio.data.cache import FeatureCache, build_cache
 from aclaudio.recipes import sweep
-from aclaudio.training import config, runs
+from aclaudio.training import config, results
 
 
 def rounds(default: int) -> int:
@@ -128,7 +128,7 @@ def test_two_processes_asked_for_one_run_train_it_once(smoke_data, tmp_path):
             assert json.loads(out.strip().splitlines()[-1])["ok"]
         assert any("busy in another process: waiting" in err for _, err in outputs)
         (run_dir,) = store.glob("pretrain-*")
-        table = runs.load_results(store)
+        table = results.load_results(store)
         assert len(table) == 1 and table["run"].tolist() == [run_dir.name]
         weights, expected = final_weights(run_dir), final_weights(single)
         assert all(torch.equal(weights[name], expected[name]) for name in expected)
@@ -142,7 +142,7 @@ def test_a_run_killed_between_its_row_and_its_marker_keeps_one_row(smoke_data, t
     run = sweep.run_grid([base], runs_dir=tmp_path)[0]
     (run.path / "finished.json").unlink()  # as if killed right after the results row
     sweep.run_grid([base], runs_dir=tmp_path)
-    table = runs.load_results(tmp_path)
+    table = results.load_results(tmp_path)
     assert table["run"].tolist() == [run.id] and run.finished
 
 
@@ -157,7 +157,7 @@ def test_local_sweep_on_fresh_data_in_parallel(smoke_data, tmp_path):
         ]
         store = tmp_path / f"store{k}"
         done = sweep.run_grid(configs, runs_dir=store, executor="local", parallel=3)
-        table = runs.load_results(store)
+        table = results.load_results(store)
         assert sorted(table["run"]) == sorted(run.id for run in done)
         # a corrupt cache scores chance (1 in 20); the smoke runs score about 0.2 on the harder data
         assert (table["test_micro"] > 0.1).all(), table["test_micro"].tolist()

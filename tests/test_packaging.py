@@ -44,7 +44,8 @@ def canonical(name: str) -> str:
 def project_requirements() -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    return [Requirement(r) for r in project["dependencies"] + sum(extras.values(), [])]
+    requirements = [Requirement(r) for r in project["dependencies"] + sum(extras.values(), [])]
+    return [r for r in requirements if r.name != "aclaudio"]  # an extra that includes another
 
 
 def test_lock_satisfies_every_requirement_of_pyproject():
@@ -135,22 +136,51 @@ def test_package_comes_from_lib():
 
 CORE_USE = """
 import importlib.util, sys, torch
-from aclaudio import losses
+from aclaudio import hear, losses
 from aclaudio.nn import models
 
-assert importlib.util.find_spec("matplotlib") is None, "an extra was installed"
+# (filelock is not listed: torch itself depends on it)
+for extra in ("pandas", "scipy", "sklearn", "soundfile", "soxr", "tqdm", "matplotlib"):
+    assert importlib.util.find_spec(extra) is None, f"{extra}, of an extra, was installed"
 encoder = models.build_encoder("small")
 h1, h2 = encoder(torch.randn(4, 1, 32, 40)), encoder(torch.randn(4, 1, 32, 40))
 loss = losses.acl(h1, h2, h1, h2, alpha=0.3, margin=0.5, reduction="mean")
 loss.backward()
 grad = sum(p.grad.abs().sum() for p in encoder.parameters() if p.grad is not None)
 assert torch.isfinite(loss) and grad > 0
-print("core ok", float(loss))
+model = hear.load_model(sys.argv[1])
+embeddings, ms = hear.get_timestamp_embeddings(torch.randn(2, 16000), model)
+assert embeddings.shape[:2] == ms.shape == (2, 20) and torch.isfinite(embeddings).all()
+print("core ok", float(loss), embeddings.shape)
 """
 
 
+def write_export(path: Path) -> None:
+    """An export of a freshly initialised small encoder (export.py's format, without a run)."""
+    import dataclasses
+
+    import torch
+
+    from aclaudio import hear
+    from aclaudio.data.features import PRESETS
+    from aclaudio.nn.models import build_encoder
+
+    state = {
+        "format": hear.FORMAT,
+        "encoder": {
+            "name": "small",
+            "kwargs": {},
+            "state_dict": build_encoder("small").state_dict(),
+        },
+        "preset": dataclasses.asdict(PRESETS["cpu"]),
+        "normalisation": {"mean": -4.0, "std": 2.0},
+    }
+    torch.save(state, path)
+
+
 def test_core_install_without_extras(tmp_path):
-    """`pip install .` in a fresh venv gives the losses and models; no study package comes along.
+    """`pip install .` in a fresh venv gives the losses, the models and the HEAR API with torch,
+    torchaudio and numpy alone; the command line says which extra its commands need.
 
     The locked versions are used as constraints, so pip takes torch from its cache when the
     set-up has run (no second download of several GB).
@@ -170,8 +200,18 @@ def test_core_install_without_extras(tmp_path):
         cwd=tmp_path,
     )
     assert install.returncode == 0, install.stderr[-3000:]
-    use = subprocess.run([python, "-c", CORE_USE], capture_output=True, text=True, cwd=tmp_path)
+    write_export(tmp_path / "encoder.pt")
+    use = subprocess.run(
+        [python, "-c", CORE_USE, tmp_path / "encoder.pt"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert use.returncode == 0, use.stderr[-3000:]
     assert use.stdout.startswith("core ok")
-    cli = subprocess.run([env_dir / "bin" / "aclaudio", "--help"], capture_output=True, text=True)
+    aclaudio = env_dir / "bin" / "aclaudio"
+    cli = subprocess.run([aclaudio, "--help"], capture_output=True, text=True)
     assert cli.returncode == 0 and "pretrain" in cli.stdout, cli.stderr[-3000:]
+    summary = subprocess.run([aclaudio, "data", "summary"], capture_output=True, text=True)
+    assert summary.returncode == 1
+    assert "pip install 'aclaudio[train]'" in summary.stderr, summary.stderr[-3000:]

@@ -1,7 +1,8 @@
 """The command line: `aclaudio` (main) parses the arguments, runs the subcommand and prints its
 JSON summary as the last line; a subcommand's error is that summary's "error", in one line. A
-subcommand's function is in commands.py, its arguments in parser.py; bench and bench_linear
-measure speed against reference code.
+subcommand's function is in commands.py (helped by runs_table and embed_audio), its arguments
+in parser.py; bench and bench_linear measure speed against reference code, and gpu_kit holds
+the measurements of the GPU run kit (scripts/gpu_check.sh).
 
 May import: every layer (the portable encoder, aclaudio.export and aclaudio.hear, sits beside
 it at the package's top).
@@ -14,9 +15,12 @@ import json
 import os
 import re
 import sys
+import tempfile
+import traceback
 import warnings
 from collections.abc import Iterator
 from importlib import metadata
+from pathlib import Path
 
 from aclaudio.cli.parser import build_parser
 from aclaudio.data.download import DownloadError
@@ -66,19 +70,30 @@ def _main(argv: list[str] | None) -> int:
     with _recorded_warnings() as messages:
         try:
             result = {"ok": True, **args.run(args)}
-        except (ValueError, OSError, DownloadError) as error:
-            result = {"ok": False, "error": str(error)}
-        except ModuleNotFoundError as error:
-            extra = _extra_providing(error.name or "")
-            if extra is None:
-                raise  # not an optional package: a real bug, keep its traceback
-            result = {
-                "ok": False,
-                "error": f"this command needs the optional package "
-                f"{error.name!r}: pip install 'aclaudio[{extra}]'",
-            }
+        except BrokenPipeError:  # the reader went away: main's concern, not the command's error
+            raise
+        except Exception as error:  # every failure ends as the JSON summary, in one line
+            result = {"ok": False, "error": _one_line(error, args.command)}
         if not result["ok"]:
             print(f"aclaudio {args.command}: error: {result['error']}", file=sys.stderr)
     notes = list(dict.fromkeys(result.get("warnings", []) + messages))
     print(json.dumps(result | ({"warnings": notes} if notes else {}), default=str))
     return 0 if result["ok"] else 1
+
+
+def _one_line(error: Exception, command: str) -> str:
+    """What failed, in one line. Errors the project raises on purpose (ValueError, OSError,
+    DownloadError) say it themselves; an optional package missing names its extra; anything
+    else is a bug or a failure nobody foresaw: its type and message, and the file where its
+    traceback went."""
+    if isinstance(error, ModuleNotFoundError) and (extra := _extra_providing(error.name or "")):
+        return (
+            f"this command needs the optional package {error.name!r}: "
+            f"pip install 'aclaudio[{extra}]'"
+        )
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, ValueError | OSError | DownloadError):
+        return text
+    log = Path(tempfile.gettempdir()) / f"aclaudio-{command}-{os.getpid()}.log"
+    log.write_text("".join(traceback.format_exception(error)))
+    return f"{type(error).__name__}: {text} (the traceback is in {log})"

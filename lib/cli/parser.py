@@ -11,10 +11,23 @@ from aclaudio.cli import commands
 from aclaudio.data import folders
 from aclaudio.training.profiles import PROFILES
 
+#: The built-in dataset's sizes (aclaudio.data.synth.PROFILES; not imported: it loads numpy).
+BUILTIN_PROFILES = ["smoke", "cpu", "fsd"]
+KINDS = ["pretrain", "supervised", "finetune"]
+RUNS_DIR_HELP = "run store (default $ACLAUDIO_RUNS or ./runs)"
 
-def _add_training_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--profile", choices=list(PROFILES), default="cpu")
-    command.add_argument("--data-dir", type=Path, required=True, help="dataset folder")
+
+def _add_training_options(
+    command: argparse.ArgumentParser, *, profile: str | None = "cpu", required: bool = True
+) -> None:
+    """The options that choose a run's config: profile, dataset, seed and --set overrides."""
+    command.add_argument(
+        "--profile",
+        choices=list(PROFILES),
+        default=profile,
+        help="the settings of this scale of the study (default cpu; `aclaudio config show`)",
+    )
+    command.add_argument("--data-dir", type=Path, required=required, help="dataset folder")
     command.add_argument("--seed", type=int, help="default: the profile's (0)")
     command.add_argument(
         "--set",
@@ -22,9 +35,7 @@ def _add_training_options(command: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a setting, e.g. --set alpha=0.3 --set augment.noise=0 (repeatable)",
     )
-    command.add_argument(
-        "--runs-dir", type=Path, help="run store (default $ACLAUDIO_RUNS or ./runs)"
-    )
+    command.add_argument("--runs-dir", type=Path, help=RUNS_DIR_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,10 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Angular contrastive learning of audio representations: the study's tools.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subcommands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="one of these; COMMAND -h for more"
+    )
 
     download = subcommands.add_parser("download", help="download, verify and unpack a dataset")
-    download.add_argument("dataset", choices=["fsdnoisy18k", "esc50"])
+    download.add_argument("dataset", choices=["fsdnoisy18k", "esc50"], help="which dataset")
     download.add_argument("--to", type=Path, required=True, help="target folder")
     download.add_argument("--keep-zips", action="store_true", help="keep the archives")
     download.add_argument(
@@ -45,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     download.set_defaults(run=commands.download)
 
     convert = subcommands.add_parser("convert", help="write a dataset in the FSDnoisy18k layout")
-    convert.add_argument("dataset", choices=["esc50"])
+    convert.add_argument("dataset", choices=["esc50"], help="the dataset SRC holds")
     convert.add_argument("src", type=Path, help="the ESC-50 folder (meta/esc50.csv, audio/)")
     convert.add_argument("--to", type=Path, required=True, help="target folder")
     convert.add_argument(
@@ -59,25 +72,48 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = subcommands.add_parser("synth", help="generate the built-in dataset")
     synth.add_argument("--to", type=Path, required=True, help="target folder")
-    synth.add_argument("--profile", choices=["smoke", "cpu"], default="cpu")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument(
+        "--profile", choices=BUILTIN_PROFILES, default="cpu", help="its size (default cpu)"
+    )
+    synth.add_argument("--seed", type=int, default=0, help="draws every clip (default 0)")
     synth.set_defaults(run=commands.synth)
 
     data = subcommands.add_parser("data", help="inspect a dataset")
-    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="WHAT")
+    data_commands = data.add_subparsers(
+        dest="data_command", required=True, metavar="WHAT", help="what to show"
+    )
     summary = data_commands.add_parser("summary", help="classes, counts, hours, bad files")
-    summary.add_argument("dir", type=Path)
+    summary.add_argument(
+        "dir",
+        type=Path,
+        nargs="?",
+        help="dataset folder (default: the built-in dataset, data/builtin-PROFILE)",
+    )
+    summary.add_argument(
+        "--profile",
+        choices=BUILTIN_PROFILES,
+        help="without DIR: the built-in dataset of this profile (default cpu)",
+    )
     summary.set_defaults(run=commands.data_summary)
 
     config = subcommands.add_parser("config", help="inspect the settings of a profile")
-    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="WHAT")
-    show = config_commands.add_parser("show", help="every --set key with its value and type")
-    show.add_argument("--profile", choices=list(PROFILES), default="cpu")
-    show.add_argument("--kind", choices=["pretrain", "supervised", "finetune"], default="pretrain")
+    config_commands = config.add_subparsers(
+        dest="config_command", required=True, metavar="WHAT", help="what to do"
+    )
+    show = config_commands.add_parser(
+        "show",
+        help="every --set key with its value and type, marking those that take no effect",
+    )
+    show.add_argument(
+        "--profile", choices=list(PROFILES), default="cpu", help="the profile (default cpu)"
+    )
+    show.add_argument(
+        "--kind", choices=KINDS, default="pretrain", help="the kind of run (default pretrain)"
+    )
     show.set_defaults(run=commands.config_show)
 
     feats = subcommands.add_parser("features", help="build the log-mel cache of a dataset")
-    feats.add_argument("dir", type=Path)
+    feats.add_argument("dir", type=Path, help="dataset folder")
     feats.add_argument("--preset", default="ssl_paper", help="ssl_paper, sup_paper or cpu")
     feats.add_argument(
         "--cache-dir", type=Path, help="default: $ACLAUDIO_CACHE or DIR/.aclaudio-cache"
@@ -94,16 +130,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_training_options(supervised)
     supervised.add_argument(
-        "--subset", choices=["clean", "noisy", "noisy_small", "all"], default="clean"
+        "--subset",
+        choices=["clean", "noisy", "noisy_small", "all"],
+        default="clean",
+        help="the training clips (default clean)",
     )
     supervised.set_defaults(run=commands.supervised)
 
     linear = subcommands.add_parser("linear-eval", help="linear evaluation of a pretraining run")
-    linear.add_argument("run_dir", type=Path)
+    linear.add_argument("run_dir", type=Path, help="the pretraining run's folder")
     linear.set_defaults(run=commands.linear_eval)
 
     tune = subcommands.add_parser("finetune", help="fine-tune all layers of a pretraining run")
-    tune.add_argument("run_dir", type=Path)
+    tune.add_argument("run_dir", type=Path, help="the pretraining run's folder")
     tune.add_argument(
         "--set",
         action="append",
@@ -134,21 +173,65 @@ def build_parser() -> argparse.ArgumentParser:
     export = subcommands.add_parser(
         "export", help="a pretraining run's encoder as one file, to use without its data"
     )
-    export.add_argument("run_dir", type=Path)
+    export.add_argument(
+        "which",
+        metavar="RUN",
+        nargs="?",
+        help="the run's folder, its id or a unique prefix of it (in --runs-dir); or, instead, "
+        "--data-dir with the --profile, --seed and --set it was trained with",
+    )
     export.add_argument("--to", type=Path, required=True, help="the file to write (.pt)")
+    _add_training_options(export, profile=None, required=False)
     export.set_defaults(run=commands.export)
 
     grid = subcommands.add_parser("sweep", help="run a grid of the study (skips finished runs)")
-    grid.add_argument("grid", choices=["ablation", "comparison", "supervised"])
-    grid.add_argument("--profile", choices=list(PROFILES), default="cpu")
+    grid.add_argument(
+        "grid", choices=["ablation", "comparison", "supervised"], help="the grid (notebooks 02-04)"
+    )
+    grid.add_argument(
+        "--profile", choices=list(PROFILES), default="cpu", help="the profile (default cpu)"
+    )
     grid.add_argument("--data-dir", type=Path, required=True, help="dataset folder")
-    grid.add_argument("--runs-dir", type=Path, help="run store (default $ACLAUDIO_RUNS or ./runs)")
-    grid.add_argument("--executor", choices=["inline", "local", "slurm"], default="inline")
+    grid.add_argument("--runs-dir", type=Path, help=RUNS_DIR_HELP)
+    grid.add_argument(
+        "--executor",
+        choices=["inline", "local", "slurm"],
+        default="inline",
+        help="inline (this process, default), local processes or SLURM jobs",
+    )
     grid.add_argument("--parallel", type=int, default=1, help="jobs at a time (local, slurm)")
     grid.add_argument("--partition", help="SLURM partition")
     grid.add_argument("--gpus", type=int, default=1, help="GPUs per SLURM job")
     grid.add_argument("--minutes", type=int, default=240, help="time limit per job")
     grid.set_defaults(run=commands.sweep)
+
+    store = subcommands.add_parser("runs", help="the run store: its runs and results table")
+    store_commands = store.add_subparsers(
+        dest="runs_command", required=True, metavar="WHAT", help="what to do"
+    )
+    listing = store_commands.add_parser(
+        "list", help="one line per run, finished or not (filters combine)"
+    )
+    listing.add_argument("--runs-dir", type=Path, help=RUNS_DIR_HELP)
+    listing.add_argument("--kind", choices=KINDS, help="only runs of this kind")
+    listing.add_argument("--profile", choices=list(PROFILES), help="only runs of this profile")
+    listing.add_argument("--objective", help="only runs of this objective (acl, ntxent, ...)")
+    listing.add_argument("--seed", type=int, help="only runs of this seed")
+    listing.add_argument("--unfinished", action="store_true", help="only unfinished runs")
+    listing.set_defaults(run=commands.runs_list)
+    shown = store_commands.add_parser(
+        "show", help="a run's config, its summary and the files in its folder"
+    )
+    shown.add_argument(
+        "which", metavar="RUN", help="the run's folder, its id or a unique prefix of it"
+    )
+    shown.add_argument("--runs-dir", type=Path, help=RUNS_DIR_HELP)
+    shown.set_defaults(run=commands.runs_show)
+    rebuild = store_commands.add_parser(
+        "rebuild", help="write results.csv anew from the finished runs' folders"
+    )
+    rebuild.add_argument("--runs-dir", type=Path, help=RUNS_DIR_HELP)
+    rebuild.set_defaults(run=commands.runs_rebuild)
 
     report = subcommands.add_parser(
         "report",
@@ -178,11 +261,49 @@ def build_parser() -> argparse.ArgumentParser:
         default=folders.results() / "cpu",
         help="a profile's results folder (default results/cpu)",
     )
-    headline.add_argument("--readme", type=Path, default=Path("README.md"))
+    headline.add_argument(
+        "--readme", type=Path, default=Path("README.md"), help="the file (default README.md)"
+    )
     headline.set_defaults(run=commands.headline)
 
+    progress = subcommands.add_parser(
+        "progress",
+        help="watch a profile's study: a bar over its runs, a line per run that finishes",
+        description="Until every run the profile's notebooks ask for has finished, or until "
+        "stopped (SIGTERM, Ctrl-C): a progress bar over them with the time left, and a line "
+        "for each run that finishes; then what was trained now and what reused. run_all.sh "
+        "starts it beside the notebooks; it only reads the run store.",
+    )
+    progress.add_argument(
+        "--profile", choices=list(PROFILES), default="cpu", help="the study's scale (default cpu)"
+    )
+    progress.add_argument("--data-dir", type=Path, required=True, help="the study's dataset")
+    progress.add_argument("--runs-dir", type=Path, help=RUNS_DIR_HELP)
+    progress.add_argument(
+        "--only",
+        default="",
+        help="only the runs of these notebooks, e.g. 02,04 (run_all.sh's --only; default: all)",
+    )
+    progress.add_argument(
+        "--every", type=float, default=5.0, help="seconds between looks at the store (default 5)"
+    )
+    progress.set_defaults(run=commands.progress)
+
     bench = subcommands.add_parser("bench", help="run a benchmark, table under results/bench/")
-    bench.add_argument("what", choices=["features", "loss", "train", "linear"])
+    bench.add_argument(
+        "what", choices=["features", "loss", "train", "linear"], help="what to measure"
+    )
     bench.add_argument("--out-dir", type=Path, help="default: results/bench")
+    bench.add_argument(
+        "--size",
+        choices=["smoke", "cpu"],
+        default="smoke",
+        help="linear only: smoke (minutes, the smoke set) or cpu (the built-in cpu set, the cpu "
+        "study's pretraining runs reused; about an hour on 2 cores)",
+    )
+    bench.add_argument(
+        "--data-dir", type=Path, help="linear only: the dataset (default: the size's built-in set)"
+    )
+    bench.add_argument("--runs-dir", type=Path, help="linear only: " + RUNS_DIR_HELP)
     bench.set_defaults(run=commands.bench)
     return parser

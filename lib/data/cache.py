@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 import sys
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
@@ -24,17 +22,18 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from aclaudio.data.atomic import atomic_write_text, exclusive, remove_stale_temporaries
-from aclaudio.data.datasets import AudioError, Dataset, file_stamps
-from aclaudio.data.features import (
-    PRESETS,
-    Preset,
-    clip_log_mel,
-    get_preset,
-    patch_frame_index,
-    patch_starts,
+from aclaudio.data.atomic import (
+    DamagedFileError,
+    atomic_write_text,
+    exclusive,
+    read_json_object,
+    read_written,
+    remove_stale_temporaries,
 )
-from aclaudio.data.system import usable_cpus
+from aclaudio.data.audio import clip_log_mel
+from aclaudio.data.datasets import AudioError, Dataset, file_stamps
+from aclaudio.data.features import PRESETS, Preset, get_preset, patch_frame_index, patch_starts
+from aclaudio.data.system import end_with_parent, usable_cpus
 
 CACHE_ENV = "ACLAUDIO_CACHE"
 
@@ -60,12 +59,11 @@ class FeatureCache:
         meta_file = self.path / "meta.json"
         if not meta_file.is_file():
             raise FileNotFoundError(f"{self.path}: not a finished feature cache (no meta.json)")
-        self.meta = json.loads(meta_file.read_text())
+        remedy = f"delete {self.path} and run `aclaudio features` again"
+        self.meta = read_written(meta_file, _read_meta, remedy=remedy)
         self.preset = Preset(**self.meta["preset"])
-        self.clips = pd.read_csv(
-            self.path / "clips.csv", dtype={"fname": str, "label": str}, keep_default_na=False
-        )
-        self.bad_files = pd.read_csv(self.path / "bad_files.csv", keep_default_na=False)
+        self.clips = read_written(self.path / "clips.csv", _read_clips, remedy=remedy)
+        self.bad_files = read_written(self.path / "bad_files.csv", _read_table, remedy=remedy)
         total = int(self.clips["length"].sum())
         self.data = np.memmap(
             self.path / "features.f16",
@@ -109,7 +107,12 @@ class FeatureCache:
         return self._gather(rows, starts, frames)
 
     def clip_patches(
-        self, row: int, frames: int | None = None, hop: int | None = None, *, end_patch: bool = True
+        self,
+        row: int,
+        frames: int | None = None,
+        hop: int | None = None,
+        *,
+        end_patch: bool = False,
     ):
         """All patches of one clip with a hop (see patch_starts), (P, n_mels, frames) float32,
         for evaluation."""
@@ -166,16 +169,59 @@ def build_cache(
 
 def _unfinished(path: Path) -> str | None:
     """Why the cache at `path` cannot be used: "" when it was never finished, the damage when
-    its data file does not hold exactly what its index says; None for a usable cache."""
+    a file does not read back or does not hold what its index says; None for a usable cache.
+
+    The index (meta.json) records the data file's size, modification time and digest: a data
+    file whose size or time changed is read through once more and must match the digest."""
     if not (path / "meta.json").is_file():
         return ""
-    meta = json.loads((path / "meta.json").read_text())
+    try:
+        meta = read_written(path / "meta.json", _read_meta, remedy="")
+        clips = read_written(path / "clips.csv", _read_clips, remedy="")
+        read_written(path / "bad_files.csv", _read_table, remedy="")
+    except DamagedFileError as error:
+        return str(error).removesuffix("; ")
     data_file = path / "features.f16"
+    if len(clips) != meta["clips"] or int(clips["length"].sum()) != meta["frames"]:
+        return f"clips.csv lists {len(clips)} clips of {int(clips['length'].sum())} frames " + (
+            f"where meta.json says {meta['clips']} of {meta['frames']}"
+        )
     expected = meta["frames"] * meta["preset"]["n_mels"] * 2  # float16
     found = data_file.stat().st_size if data_file.is_file() else 0
-    if found == expected:
-        return None
-    return f"{data_file.name} has {found} bytes where its index says {expected}"
+    if found != expected:
+        return f"{data_file.name} has {found} bytes where its index says {expected}"
+    if (
+        data_file.stat().st_mtime_ns != meta["data_mtime_ns"]
+        and _digest(data_file) != meta["data_digest"]
+    ):
+        return f"{data_file.name} does not hold the bytes its index's digest says"
+    return None
+
+
+def _read_meta(path: Path) -> dict:
+    """meta.json with every key the cache needs (a cache from before digests: rebuilt)."""
+    meta = read_json_object(path)
+    for key in ("preset", "clips", "frames", "data_digest", "data_mtime_ns"):
+        meta[key]  # noqa: B018 -- a KeyError names the missing key
+    return meta
+
+
+def _read_clips(path: Path) -> pd.DataFrame:
+    clips = pd.read_csv(path, dtype={"fname": str, "label": str}, keep_default_na=False)
+    missing = {"split", "fname", "offset", "length"} - set(clips.columns)
+    if missing:
+        raise ValueError(f"missing column(s) {', '.join(sorted(missing))}")
+    return clips
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, keep_default_na=False)
+
+
+def _digest(path: Path) -> str:
+    """blake2b of a file's bytes, read in blocks (gigabytes in seconds)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "blake2b").hexdigest()
 
 
 def _build(
@@ -218,6 +264,8 @@ def _build(
     os.replace(data_file, path / "features.f16")
     audio_seconds = float(dataset.clips.iloc[todo]["duration"].sum()) if todo else 0.0
     meta = {
+        "data_digest": _digest(path / "features.f16"),
+        "data_mtime_ns": (path / "features.f16").stat().st_mtime_ns,
         "preset_name": name,
         "preset": asdict(preset),
         "dataset": str(dataset.root),
@@ -276,14 +324,7 @@ def _make_cache_folder(folder: Path) -> None:
 
 def _worker_init() -> None:
     torch.set_num_threads(1)  # one process per core beats threads inside small FFTs
-    threading.Thread(target=_exit_with_parent, daemon=True).start()
-
-
-def _exit_with_parent() -> None:
-    """Worker thread: end the worker when the build's process has gone, even by kill -9
-    (the pool's workers would otherwise work on, then wait for more forever)."""
-    multiprocessing.parent_process().join()
-    os._exit(1)
+    end_with_parent()
 
 
 def _features_or_error(path: str, preset: Preset) -> np.ndarray | str:

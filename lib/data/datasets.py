@@ -7,8 +7,11 @@ Layout (docs/protocol.md, FSDnoisy18k)::
 
 The class list comes from train.csv, so a dataset with 13 or 50 classes works unchanged.
 Problems with single clips (missing, unreadable, empty, corrupt, truncated, implausible headers,
-unlabelled, duplicated; on request NaN or silent samples) never stop loading: each is recorded in
-`Dataset.bad_files` with the file and the problem, and the clip is left out of `Dataset.clips`.
+unlabelled, duplicated, named outside their audio folder; on request NaN or silent samples) never
+stop loading: each is recorded in `Dataset.bad_files` with the file and the problem, and the clip
+is left out of `Dataset.clips`. A CSV name is judged as written: `..` and absolute paths that leave
+the split's audio folder are refused, while a symbolic link inside the folder may point anywhere
+(a folder of links into a shared store is a valid layout).
 Problems that make the whole dataset unusable (no CSV, no rows, missing columns) raise
 `DatasetError` naming the file.
 """
@@ -21,6 +24,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -38,6 +42,11 @@ SUBSETS = ("clean", "noisy", "noisy_small", "all", "test")
 # file at "1 Hz" lasts 3.3 hours and resamples to gigabytes.
 SAMPLE_RATES = (1_000, 384_000)  # Hz
 MAX_SECONDS = 600  # a clip, not a recording: a worker holds the whole clip in memory
+UNREADABLE = "not readable as audio"  # how every problem with a file's format begins
+UNKNOWN_LENGTH = 0xFFFFFFFF  # a data chunk's size when the writer could not seek back (a pipe)
+# WAV encodings whose frame is the channels' samples side by side (PCM, IEEE float, A-law, mu-law,
+# extensible), so that the block align is channels x bytes per sample
+FRAME_ENCODINGS = {0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE}
 
 
 class DatasetError(ValueError):
@@ -144,8 +153,9 @@ def file_stamps(clips: pd.DataFrame) -> Iterator[str]:
     for split, fname, path in clips[["split", "fname", "path"]].itertuples(index=False):
         try:
             stat = os.stat(path)
-        except FileNotFoundError:
-            yield f"{split}/{fname}:missing\n"
+        except OSError as error:  # load_dataset names the file as bad; the stamp says why
+            reason = "missing" if isinstance(error, FileNotFoundError) else error.strerror
+            yield f"{split}/{fname}:{reason}\n"
             continue
         yield f"{split}/{fname}:{stat.st_size}:{stat.st_mtime_ns}\n"
 
@@ -189,7 +199,8 @@ def _read_split(root: Path, split: str) -> tuple[pd.DataFrame, list[dict]]:
     csv = root / META_DIR / f"{split}.csv"
     table = read_table(csv, REQUIRED_COLUMNS[split], layout="the FSDnoisy18k layout")
     table.insert(0, "split", split)
-    table["path"] = [str(root / AUDIO_DIRS[split] / name) for name in table["fname"]]
+    folder = AUDIO_DIRS[split]
+    table["path"] = [str(root / folder / os.path.normpath(name)) for name in table["fname"]]
     table["csv_line"] = range(2, len(table) + 2)
     for flag in ("manually_verified", "noisy_small"):
         if flag not in table.columns:  # test.csv: every test clip is verified, none is noisy_small
@@ -202,16 +213,25 @@ def _read_split(root: Path, split: str) -> tuple[pd.DataFrame, list[dict]]:
             )
         table[flag] = table[flag].astype(int)
 
+    row_checks = [  # in this order: a later check sees only the rows that passed the earlier
+        (lambda t: (t["fname"] == "") | (t["label"] == ""), "empty file name or label"),
+        (lambda t: t["fname"].str.contains("\0", regex=False), "name holds a NUL character"),
+        (lambda t: t["fname"].map(_leaves_folder), f"name points outside {folder}/"),
+        (lambda t: t.duplicated("path", keep="first"), "duplicate row for this file, first kept"),
+    ]
     bad = []
-    empty = (table["fname"] == "") | (table["label"] == "")
-    bad += _bad_rows(table[empty], f"{csv.name} line {{csv_line}}: empty file name or label")
-    table = table[~empty]
-    repeated = table.duplicated("fname", keep="first")
-    bad += _bad_rows(
-        table[repeated], f"{csv.name} line {{csv_line}}: duplicate row for this file, first kept"
-    )
-    table = table[~repeated]
+    for rows_failing, problem in row_checks:
+        failing = rows_failing(table)
+        bad += _bad_rows(table[failing], f"{csv.name} line {{csv_line}}: {problem}")
+        table = table[~failing]
     return table.drop(columns="csv_line"), bad
+
+
+def _leaves_folder(name: str) -> bool:
+    """Whether a CSV name, read as written, leaves its audio folder (absolute, or `..` climbing
+    out): a file there would be trained on (a test clip) or read (/etc/passwd) unnoticed."""
+    relative = os.path.normpath(name)
+    return os.path.isabs(relative) or relative.split(os.sep)[0] == os.pardir
 
 
 def _bad_rows(rows: pd.DataFrame, template: str, problems: pd.Series | None = None) -> list[dict]:
@@ -229,52 +249,104 @@ def _bad_rows(rows: pd.DataFrame, template: str, problems: pd.Series | None = No
 
 def audio_problem(path: str) -> str | None:
     """Why a listed audio file cannot be used, from its header alone; None when it looks fine."""
-    file = Path(path)
-    try:  # this opens the file first, so that the system says why it cannot be read
-        declared = _declared_wav_frames(file)
-    except FileNotFoundError:
-        return "listed in the CSV but missing"
-    except OSError as error:  # a folder, a symbolic link loop, no permission
-        return f"cannot be read ({error.strerror})"
-    if file.stat().st_size == 0:
+    try:  # opening first lets the system say why the file cannot be read
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            header = _wav_header_problem(handle, size)
+    except OSError as error:  # missing, a folder, a symbolic link loop, no permission, EIO
+        return _system_problem(error)
+    except ValueError as error:  # a NUL in the path: no file can have that name
+        return f"cannot be read ({error})"
+    if size == 0:
         return "empty file (0 bytes)"
+    if header:
+        return header
     try:
         info = sf.info(path)
     except (sf.LibsndfileError, RuntimeError) as error:
-        return f"not readable as audio ({error})"
+        return f"{UNREADABLE} ({error})"
     if info.frames == 0:
         return "no audio samples (zero length)"
-    if declared is not None and declared > info.frames:
-        return f"truncated: the header declares {declared} frames, the file holds {info.frames}"
-    low, high = SAMPLE_RATES
-    if not low <= info.samplerate <= high:
-        return (
-            f"implausible sample rate in the header: {info.samplerate} Hz "
-            f"(expected {low} to {high} Hz)"
-        )
+    if rate_problem := _sample_rate_problem(info.samplerate):
+        return rate_problem
     if info.duration > MAX_SECONDS:
         return f"implausibly long for a clip: {info.duration:.0f} s (at most {MAX_SECONDS} s)"
     return None
 
 
-def _declared_wav_frames(file: Path) -> int | None:
-    """Frames a WAV header promises (libsndfile silently reports only those present)."""
-    with open(file, "rb") as handle:
-        head = handle.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+def _sample_rate_problem(rate: int) -> str | None:
+    """Why a header's sample rate cannot be true; None when it can."""
+    low, high = SAMPLE_RATES
+    if low <= rate <= high:
+        return None
+    return f"implausible sample rate in the header: {rate} Hz (expected {low} to {high} Hz)"
+
+
+def _system_problem(error: OSError) -> str:
+    """A data file the system will not open, in the system's words."""
+    if isinstance(error, FileNotFoundError):
+        return "listed in the CSV but missing"
+    return f"cannot be read ({error.strerror or error})"
+
+
+def _wav_header_problem(handle: BinaryIO, size: int) -> str | None:
+    """What is wrong with a RIFF/WAVE file's chunks (libsndfile reads a truncated file as a
+    shorter one, and some damage as fine); None when they hold, or for other formats, which
+    libsndfile judges alone. Every chunk is checked against the file's `size` before use."""
+    head = handle.read(12)
+    if head[:4] != b"RIFF":
+        return None
+    if len(head) < 12:
+        return f"{UNREADABLE}: truncated header, the file ends at byte {size}, in the RIFF header"
+    if head[8:] != b"WAVE":
+        return f"{UNREADABLE}: a RIFF file of form {head[8:]!r}, not WAVE"
+    position, fmt_seen = 12, False
+    while len(chunk := handle.read(8)) == 8:
+        kind, length = struct.unpack("<4sI", chunk)
+        left = size - position - 8
+        if not all(32 <= byte < 127 for byte in kind):  # not a chunk: libsndfile stops here too
+            return f"{UNREADABLE}: no chunk name at byte {position} ({kind!r})"
+        if kind == b"data":
+            if not fmt_seen:
+                return f"{UNREADABLE}: the data chunk comes before the fmt chunk"
+            if length != UNKNOWN_LENGTH and length > left:
+                return (
+                    f"truncated: the header declares {length} bytes of audio, the file holds {left}"
+                )
             return None
-        block_align = None
-        while chunk := handle.read(8):
-            if len(chunk) < 8:
-                return None
-            kind, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-            if kind == b"fmt ":
-                fmt = handle.read(size + size % 2)
-                block_align = struct.unpack("<H", fmt[12:14])[0]
-            elif kind == b"data":
-                return size // block_align if block_align else None
-            else:
-                handle.seek(size + size % 2, 1)
+        if length > left:
+            return (
+                f"{UNREADABLE}: truncated header, the {kind.decode()!r} chunk at byte "
+                f"{position} declares {length} bytes, the file ends {left} bytes later"
+            )
+        if kind == b"fmt ":
+            fmt_seen = True
+            if problem := _fmt_problem(handle.read(min(length, 16))):
+                return problem
+        position += 8 + length + length % 2
+        handle.seek(position)
+    missing = "data" if fmt_seen else "fmt"
+    return (
+        f"{UNREADABLE}: truncated header, the file ends at byte {size}, before the {missing} chunk"
+    )
+
+
+def _fmt_problem(fmt: bytes) -> str | None:
+    """What is impossible in a fmt chunk's first 16 bytes; None when they can describe audio."""
+    if len(fmt) < 16:
+        return f"{UNREADABLE}: the fmt chunk holds {len(fmt)} bytes, at least 16 expected"
+    encoding, channels, rate, _, block_align, bits = struct.unpack("<HHIIHH", fmt)
+    if rate_problem := _sample_rate_problem(rate):  # libsndfile calls 0 "SF_INFO incomplete"
+        return rate_problem
+    if channels == 0:
+        return f"{UNREADABLE}: the header declares zero channels"
+    if block_align == 0:
+        return f"{UNREADABLE}: the header declares a block align of zero"
+    if encoding in FRAME_ENCODINGS and block_align != channels * -(-bits // 8):
+        return (
+            f"{UNREADABLE}: a block align of {block_align} bytes cannot hold "
+            f"{channels} channel(s) of {bits} bits"
+        )
     return None
 
 
@@ -282,11 +354,20 @@ def read_mono(path: str | Path) -> tuple[np.ndarray, int]:
     """Decode a file to mono float32 samples (channels averaged) and their sample rate."""
     try:
         audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as error:
-        raise AudioError(path, f"cannot be decoded ({error})") from None
+    except (sf.LibsndfileError, RuntimeError) as error:  # libsndfile says only "System error"
+        raise AudioError(path, _open_problem(path) or f"cannot be decoded ({error})") from None
     if len(audio) == 0:
         raise AudioError(path, "no audio samples (zero length)")
     return audio.mean(axis=1), rate
+
+
+def _open_problem(path: str | Path) -> str | None:
+    """Why the system will not open a file (it went bad after loading); None when it opens."""
+    try:
+        with open(path, "rb"):
+            return None
+    except OSError as error:
+        return _system_problem(error)
 
 
 def check_samples(path: str | Path, samples: np.ndarray) -> None:

@@ -23,8 +23,6 @@ import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
-from tqdm import tqdm
-
 from aclaudio import __version__
 from aclaudio.data.layout import AUDIO_DIRS, DOC_DIR, META_DIR
 
@@ -269,6 +267,8 @@ def _transfer(
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length is not None else None
         size = total if total is not None else expected_bytes
+        from tqdm import tqdm  # the train extra's: `aclaudio --help` imports this module
+
         if size is not None:
             needed = max(size - offset, 0) + int(unpack_ratio * size)
             _require_free_space(part.parent, needed, what=f"download {label}")

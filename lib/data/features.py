@@ -1,21 +1,17 @@
 """Log-mel features: the presets of the paper, the torchaudio front end, and where patches lie.
 
-Every clip is decoded once (soundfile), downmixed, resampled, peak-normalised and turned into
-a log-mel spectrogram (cache.py stores them all); patches are windows of `patch_frames` frames.
+Waveforms in, log-mel spectrograms out, with torch and torchaudio alone (the HEAR API needs no
+more); audio.py decodes files into waveforms. Patches are windows of `patch_frames` frames.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
-import soxr
 import torch
 import torchaudio
-
-from aclaudio.data.datasets import check_samples, read_mono
 
 
 @dataclass(frozen=True)
@@ -32,6 +28,8 @@ class Preset:
     log_offset: float = 1.1e-8
     patch_frames: int = 101
     eval_hop: int = 50
+    mel_norm: str | None = None  # the authors' unnormalised filters; "slaney" for librosa's default
+    headroom: float = 0.005  # audio / (peak + headroom) after removing its mean, as the authors
 
 
 PRESETS = {
@@ -57,27 +55,21 @@ def get_preset(preset: str | Preset) -> Preset:
     return PRESETS[preset]
 
 
-def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
-    """Decode a file to mono float32 at `sample_rate`, peak-normalised to 1.
-
-    Stereo (or more) is averaged to mono and other rates are resampled: documented handling,
-    not errors. A clip without a finite, non-zero peak to normalise by (NaN or Inf samples,
-    silence) raises AudioError.
-    """
-    wave, rate = read_mono(path)
-    if rate != sample_rate:  # soxr (librosa's default resampler): high quality and fast
-        wave = soxr.resample(wave, rate, sample_rate, quality="HQ")
-    check_samples(path, wave)
-    wave = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
-    return wave / wave.abs().max()
+def normalise_audio(wave: torch.Tensor, preset: str | Preset) -> torch.Tensor:
+    """(..., samples) -> each waveform minus its mean, divided by its peak plus the preset's
+    headroom: the authors' normalisation. The headroom attenuates quiet clips (by 3.5 dB at a
+    peak of 0.01) and caps the gain of a near-silent one."""
+    wave = wave - wave.mean(dim=-1, keepdim=True)
+    return wave / (wave.abs().amax(dim=-1, keepdim=True) + get_preset(preset).headroom)
 
 
 @lru_cache(maxsize=8)
 def _front_end(preset: Preset) -> tuple[torch.Tensor, torch.Tensor, slice]:
     """The analysis window, the mel filterbank as a sparse (n_mels, bins) matrix, and its bins.
 
-    The filterbank is torchaudio's (slaney scale and norm, i.e. librosa's filters). Each FFT bin
-    feeds at most two mel bands, so a sparse product skips almost every multiplication.
+    The filterbank is torchaudio's (slaney scale; unnormalised triangles of height 1 as the
+    authors' librosa.filters.mel(norm=None), or slaney-normalised). Each FFT bin feeds at most two
+    mel bands, so a sparse product skips almost every multiplication.
     """
     fbanks = torchaudio.functional.melscale_fbanks(
         preset.n_fft // 2 + 1,
@@ -85,7 +77,7 @@ def _front_end(preset: Preset) -> tuple[torch.Tensor, torch.Tensor, slice]:
         preset.f_max,
         preset.n_mels,
         preset.sample_rate,
-        norm="slaney",
+        norm=preset.mel_norm,
         mel_scale="slaney",
     )
     used = fbanks.sum(dim=1).nonzero()
@@ -97,7 +89,7 @@ def log_mel(wave: torch.Tensor, preset: str | Preset, *, chunk: int = 128) -> to
     """(..., samples) waveform -> (..., n_mels, frames) log10 mel power spectrogram.
 
     Equal to torchaudio's MelSpectrogram (Hamming window, centred frames zero-padded as in
-    librosa >= 0.10, power 2, slaney mels) followed by log10(x + offset), computed faster:
+    librosa >= 0.10, power 2, the preset's mel filters) followed by log10(x + offset), faster:
     `chunk` frames at a time, so that the frames, their spectra and powers stay in the CPU's
     cache (twice as fast on 30 s clips), with a sparse mel product.
     """
@@ -128,16 +120,10 @@ def log_mel(wave: torch.Tensor, preset: str | Preset, *, chunk: int = 128) -> to
         return torch.log10(mel + preset.log_offset).reshape(*batch, preset.n_mels, n_frames)
 
 
-def clip_log_mel(path: str | Path, preset: str | Preset) -> np.ndarray:
-    """The (n_mels, frames) log-mel of one file, float32."""
-    preset = get_preset(preset)
-    return log_mel(load_audio(path, preset.sample_rate), preset).numpy()
-
-
-def patch_starts(length: int, frames: int, hop: int, *, end_patch: bool = True) -> np.ndarray:
-    """First frames of a clip's evaluation patches: 0, hop, 2*hop, ... while they fit, then
-    (end_patch) one aligned to the clip's end for any remainder; a clip shorter than a patch
-    gives one."""
+def patch_starts(length: int, frames: int, hop: int, *, end_patch: bool = False) -> np.ndarray:
+    """First frames of a clip's evaluation patches: 0, hop, 2*hop, ... while they fit (the
+    authors' grid), then with end_patch one aligned to the clip's end for any remainder; a clip
+    shorter than a patch gives one."""
     starts = list(range(0, max(length - frames, 0) + 1, hop))
     if end_patch and length > frames and starts[-1] + frames < length:
         starts.append(length - frames)
@@ -148,6 +134,3 @@ def patch_frame_index(starts: np.ndarray, frames: int, lengths) -> np.ndarray:
     """(patches, frames) frame indices of patches; a clip shorter than a patch is repeated to
     fill it (modulo indexing), as the authors do."""
     return (np.asarray(starts)[:, None] + np.arange(frames)) % lengths
-
-
-# ----------------------------------------------------------------------------- the cache

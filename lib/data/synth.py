@@ -6,7 +6,8 @@ within a class, confusable pairs, a small clean subset and a large noisy one who
 lean towards the confusable partner. Written in the same layout, so one loader serves both.
 
 Every clip draws from its own random stream, seeded by (seed, split, index): the files are
-byte-identical for a seed whatever the order in which worker processes render them.
+byte-identical for a seed whatever the order in which worker processes render them. One process
+at a time writes a dataset beside its target, then moves it in: no half dataset is ever trusted.
 """
 
 from __future__ import annotations
@@ -29,18 +30,10 @@ from scipy.fft import next_fast_len
 from scipy.special import ndtr, ndtri
 from tqdm.auto import tqdm
 
-from aclaudio.data.atomic import atomic_write_text
+from aclaudio.data.atomic import atomic_write_text, exclusive, read_json_object
 from aclaudio.data.layout import AUDIO_DIRS, DOC_DIR, META_DIR
-from aclaudio.data.sounds import (
-    CLASS_NAMES,
-    CLASSES,
-    SAMPLE_RATE,
-    SoundClass,
-    coloured_noise,
-    fade,
-    unit,
-)
-from aclaudio.data.system import usable_cpus
+from aclaudio.data.sounds import CLASS_NAMES, CLASSES, SAMPLE_RATE, coloured_noise, fade, unit
+from aclaudio.data.system import end_with_parent, usable_cpus, work_folder
 
 GENERATOR_VERSION = 2  # bump when a recipe changes: datasets made before are regenerated
 
@@ -88,6 +81,8 @@ PROFILES = {
         median_seconds=1.2,
         max_seconds=30.0,
     ),
+    # FSDnoisy18k's clip counts (15,820 noisy, 1,780 clean, 940 test), 17 h: the GPU run kit's
+    "fsd": Profile(880, 89, 47, median_seconds=2.0, max_seconds=30.0),
 }
 
 
@@ -106,12 +101,12 @@ def _place(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
     return kept
 
 
-def _event(rng: np.random.Generator, sound: SoundClass, n: int) -> np.ndarray:
+def _event(rng: np.random.Generator, class_index: int, n: int) -> np.ndarray:
     """One event of the class at unit level, played faster or slower (pitch and rate together):
     rendered to another length and resampled through the spectrum (fast lengths, no aliasing)."""
     size = next_fast_len(n, real=True)
     speed = 2 ** rng.uniform(-SPEED_OCTAVES, SPEED_OCTAVES)
-    rendered = sound.recipe(rng, next_fast_len(round(size * speed), real=True))
+    rendered = CLASSES[class_index].recipe(rng, next_fast_len(round(size * speed), real=True))
     return unit(_place(rng, np.fft.irfft(np.fft.rfft(rendered), size)[:n]))
 
 
@@ -121,11 +116,11 @@ def _render(task: tuple[str, int, float, tuple[int, ...]]) -> None:
     path, class_index, seconds, entropy = task
     rng = np.random.default_rng(entropy)
     n = round(seconds * SAMPLE_RATE)
-    mix = _event(rng, CLASSES[class_index], n)
+    mix = _event(rng, class_index, n)
     if rng.random() < OVERLAP_PROB:
-        mix += 10 ** (-rng.uniform(*OVERLAP_DB) / 20) * _event(rng, CLASSES[class_index], n)
+        mix += 10 ** (-rng.uniform(*OVERLAP_DB) / 20) * _event(rng, class_index, n)
     if rng.random() < DISTRACTOR_PROB:
-        other = CLASSES[(class_index + rng.integers(1, len(CLASSES))) % len(CLASSES)]
+        other = (class_index + rng.integers(1, len(CLASSES))) % len(CLASSES)
         mix += 10 ** (-rng.uniform(*DISTRACTOR_DB) / 20) * _event(rng, other, n)
     background = unit(coloured_noise(rng, n, tilt=rng.uniform(0, 2)))
     mix += 10 ** (-rng.uniform(*SNR_DB) / 20) * background
@@ -241,10 +236,10 @@ def _validate(root: Path, profile: str, seed: int) -> None:
 
 def _is_complete(root: Path, settings: dict) -> dict | None:
     """The stored summary if root holds every file of a dataset made with these settings."""
-    marker = root / DOC_DIR / MARKER
-    if not marker.exists():
+    try:  # a marker that does not read back (cut, edited): the dataset is made again
+        stored = read_json_object(root / DOC_DIR / MARKER)
+    except (OSError, ValueError):
         return None
-    stored = json.loads(marker.read_text())
     if stored.get("settings") != settings:
         return None
     try:
@@ -269,7 +264,8 @@ def _render_all(tasks: list[tuple], *, progress: bool) -> None:
                 bar.update()
             return
         # forkserver: safe even when the caller has already started threads (torch does)
-        with ProcessPoolExecutor(workers, mp_context=get_context("forkserver")) as pool:
+        context = get_context("forkserver")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=end_with_parent) as pool:
             for _ in pool.map(_render, tasks, chunksize=4):
                 bar.update()
 
@@ -340,8 +336,9 @@ def synthesize(
 
     Reuses root as is when it already holds the complete dataset of this profile and seed
     (summary["reused"] is then True); otherwise (re)generates it from scratch. Refuses a root
-    holding an FSDnoisy18k-style dataset that synth did not make. Large sets are rendered by
-    worker processes: call it from a notebook, the CLI or a script's `if __name__ == "__main__"`.
+    holding an FSDnoisy18k-style dataset that synth did not make. Calls on one root take turns:
+    a second one waits, then reuses. Large sets are rendered by worker processes: call it from
+    a notebook, the CLI or a script's `if __name__ == "__main__"`.
     """
     started = time.perf_counter()
     root = Path(root)
@@ -349,32 +346,53 @@ def synthesize(
     seed = int(seed)
     settings = {"generator_version": GENERATOR_VERSION, "profile": profile, "seed": seed}
     settings |= asdict(PROFILES[profile])
-    stored = _is_complete(root, settings)
-    if stored is not None:
-        elapsed = round(time.perf_counter() - started, 3)
-        return stored | {"root": str(root), "reused": True, "seconds": elapsed}
+    place = root.resolve()  # the folder written beside it must be on the same file system
+    stored, reused = _is_complete(place, settings), True  # read without a lock
+    if stored is None:
+        place.parent.mkdir(parents=True, exist_ok=True)
+        # writers take turns: one writes, the others wait, then find the dataset and reuse it
+        with exclusive(place.with_name(f".{place.name}.synth.lock"), f"synth into {root}"):
+            stored = _is_complete(place, settings)
+            if stored is None:
+                stored, reused = _generate(place, settings, root, progress=progress), False
+    seconds = round(time.perf_counter() - started, 3)
+    return stored | {"root": str(root), "reused": reused, "seconds": seconds}
 
-    (root / DOC_DIR / MARKER).unlink(missing_ok=True)
-    for folder in AUDIO_DIRS.values():
-        shutil.rmtree(root / folder, ignore_errors=True)
-    for folder in (*AUDIO_DIRS.values(), META_DIR, DOC_DIR):
-        (root / folder).mkdir(parents=True, exist_ok=True)
 
-    train, test = _plan(PROFILES[profile], seed)
-    public = ["fname", "label", "aso_id", "manually_verified", "noisy_small", "true_label"]
-    atomic_write_text(root / META_DIR / "train.csv", train[public].to_csv(index=False))
-    atomic_write_text(root / META_DIR / "test.csv", test[public[:3]].to_csv(index=False))
+def _generate(place: Path, settings: dict, root: Path, *, progress: bool) -> dict:
+    """Write the dataset in a folder of its own beside `place`, then move it in."""
+    profile, seed = settings["profile"], settings["seed"]
+    with work_folder(place) as work:
+        for folder in (*AUDIO_DIRS.values(), META_DIR, DOC_DIR):
+            (work / folder).mkdir()
+        train, test = _plan(PROFILES[profile], seed)
+        public = ["fname", "label", "aso_id", "manually_verified", "noisy_small", "true_label"]
+        atomic_write_text(work / META_DIR / "train.csv", train[public].to_csv(index=False))
+        atomic_write_text(work / META_DIR / "test.csv", test[public[:3]].to_csv(index=False))
+        tables = ((0, AUDIO_DIRS["train"], train), (1, AUDIO_DIRS["test"], test))
+        tasks = [
+            (str(work / folder / clip.fname), clip.class_index, clip.seconds, (seed, code, i))
+            for code, folder, table in tables
+            for i, clip in enumerate(table.itertuples())
+        ]
+        _render_all(tasks, progress=progress)
+        summary = _summary(root, profile, seed, train, test)
+        atomic_write_text(work / DOC_DIR / "README.md", _readme(profile, seed, summary))
+        marker = json.dumps({"settings": settings, "summary": summary})
+        atomic_write_text(work / DOC_DIR / MARKER, marker)
+        _move_into(work, place)
+    return summary
 
-    tasks = [
-        (str(root / folder / clip.fname), clip.class_index, clip.seconds, (seed, code, i))
-        for code, folder, table in ((0, AUDIO_DIRS["train"], train), (1, AUDIO_DIRS["test"], test))
-        for i, clip in enumerate(table.itertuples())
-    ]
-    _render_all(tasks, progress=progress)
 
-    summary = _summary(root, profile, seed, train, test)
-    atomic_write_text(root / DOC_DIR / "README.md", _readme(profile, seed, summary))
-    atomic_write_text(
-        root / DOC_DIR / MARKER, json.dumps({"settings": settings, "summary": summary})
-    )
-    return summary | {"reused": False, "seconds": round(time.perf_counter() - started, 3)}
+def _move_into(work: Path, place: Path) -> None:
+    """Move the dataset written in `work` into `place`, its marker last. A kill at any step
+    leaves no marker (the next call regenerates) and synth's own train.csv (the next call does
+    not take it for a dataset synth did not make). Whatever else `place` holds stays: its
+    feature cache is keyed by file stamps, so it never serves the old clips' features."""
+    (place / DOC_DIR / MARKER).unlink(missing_ok=True)
+    tables = [f"{META_DIR}/{split}.csv" for split in AUDIO_DIRS]
+    for entry in (*tables, *AUDIO_DIRS.values(), f"{DOC_DIR}/README.md", f"{DOC_DIR}/{MARKER}"):
+        (place / entry).parent.mkdir(parents=True, exist_ok=True)
+        if (place / entry).is_dir():  # an audio folder: no rename replaces a full one
+            shutil.rmtree(place / entry)
+        os.replace(work / entry, place / entry)

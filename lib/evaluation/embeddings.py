@@ -27,11 +27,13 @@ def embed(
     per_band: bool = False,
     amp: bool = True,
     hop: int | None = None,
-    end_patch: bool = True,
+    end_patch: bool | None = None,
     batch_size: int = 256,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Outputs of every evaluation patch of the clips (hop: the preset's eval_hop unless
-    given; end_patch: see features.patch_starts): (patches, dim) and the clip row of each."""
+    given; end_patch, see features.patch_starts: the run's eval_end_patch, data.end_patch,
+    unless given): (patches, dim) and the clip row of each."""
+    end_patch = data.end_patch if end_patch is None else end_patch
     mean, std = data.normaliser(device, per_band=per_band)
     patches = [(data.cache.clip_patches(int(r), hop=hop, end_patch=end_patch), r) for r in rows]
     clip_of_patch = np.concatenate([np.full(len(p), r) for p, r in patches])
@@ -67,17 +69,19 @@ def clip_report(
     *,
     per_band: bool = False,
     hop: int | None = None,
-    end_patch: bool = True,
+    end_patch: bool | None = None,
     aggregate: str = "mean",
 ) -> dict:
-    """Accuracy of a patch classifier on clips: softmax over every patch, aggregated per clip."""
+    """Accuracy of a patch classifier on clips: softmax over every patch (embed's), aggregated
+    per clip (metrics.accuracy_report, the patch-weighted accuracy included)."""
     logits, clip_of_patch = embed(
         classifier, data, rows, device, amp=amp, per_band=per_band, hop=hop, end_patch=end_patch
     )
     probs = torch.from_numpy(logits).softmax(1).numpy()
     ids, clip_probs = metrics.clip_probabilities(probs, clip_of_patch, aggregate=aggregate)
+    patches = np.unique(clip_of_patch, return_counts=True)[1]  # in the order of ids
     return metrics.accuracy_report(
-        data.targets(ids), clip_probs.argmax(1), n_classes=data.n_classes
+        data.targets(ids), clip_probs.argmax(1), n_classes=data.n_classes, patches=patches
     )
 
 
@@ -91,6 +95,7 @@ def result_columns(report: dict) -> dict:
         "test_macro": report["macro"],
         "test_macro_low": report["macro_ci"][0],
         "test_macro_high": report["macro_ci"][1],
+        "test_patch_weighted": report.get("patch_weighted"),
     }
 
 

@@ -99,7 +99,14 @@ def clip_probabilities(patch_probs, patch_clip, *, aggregate: str = "mean"):
 
 
 def accuracy_report(
-    y_true, y_pred, *, n_classes: int, confidence: float = 0.95, n_boot: int = 1000, seed: int = 0
+    y_true,
+    y_pred,
+    *,
+    n_classes: int,
+    patches=None,
+    confidence: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> dict:
     """Micro and macro accuracy with intervals, per-class accuracy and the confusion matrix.
 
@@ -109,7 +116,11 @@ def accuracy_report(
     (stratified: the test set's class counts are fixed by design, and every replicate keeps
     every class). `per_class` is None for classes absent from y_true. `y_true` and `y_pred` are
     kept, clip by clip, so that runs can later be compared over test clips as well as seeds
-    (stats.hierarchical_bootstrap). All values are JSON-able.
+    (stats.seed_clip_interval). All values are JSON-able.
+
+    patches: (n,) evaluation patches of each clip; with them, `patch_weighted` is the accuracy
+    with each clip weighing its patches, as the authors' `top1.avg` (each clip's 0 or 1 times
+    its patches, over all patches), and `patches` is kept beside y_true.
     """
     y_true = _labels(y_true, "y_true", n_classes=n_classes)
     y_pred = _labels(y_pred, "y_pred", n_classes=n_classes, length=len(y_true))
@@ -140,6 +151,18 @@ def accuracy_report(
         "confusion": confusion.tolist(),
         "y_true": y_true.tolist(),
         "y_pred": y_pred.tolist(),
+    } | _patch_weighted(y_true, y_pred, patches)
+
+
+def _patch_weighted(y_true: np.ndarray, y_pred: np.ndarray, patches) -> dict:
+    if patches is None:
+        return {}
+    weights = _ids(patches, "patches", length=len(y_true)).astype(float)
+    if not (weights >= 1).all():
+        raise ValueError("patches must be positive counts, one per clip")
+    return {
+        "patch_weighted": float(((y_true == y_pred) * weights).sum() / weights.sum()),
+        "patches": weights.astype(int).tolist(),
     }
 
 

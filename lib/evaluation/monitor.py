@@ -28,9 +28,10 @@ def knn_rows(data: TrainingData) -> np.ndarray:
 def knn_monitor(model: ContrastiveModel, data: TrainingData, config, device) -> dict[str, float]:
     """Balanced accuracy of both kNN monitors on the monitor (clean) subset's clips, each clip
     classified by the others (docs/protocol.md, *Monitor*), by monitor name: `patch_vote_z`,
-    the authors' (unweighted votes of patch projections z, then a majority per clip), and
-    `clip_mean_h` (the clip-mean encoder output h, votes weighted by exp(similarity / 0.07)).
-    NaN when no class has two clips (a lone clip has no neighbour of its class)."""
+    the authors' (unweighted votes of the projections z of the run's evaluation patches,
+    embeddings.embed, then a majority per clip), and `clip_mean_h` (the clip-mean encoder
+    output h, votes weighted by exp(similarity / 0.07)). NaN when no class has two clips (a
+    lone clip has no neighbour of its class)."""
     rows = knn_rows(data)
     if len(rows) == 0:
         return dict.fromkeys(("patch_vote_z", "clip_mean_h"), math.nan)

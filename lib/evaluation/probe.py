@@ -13,11 +13,15 @@ mode, so their statistics follow the un-augmented training patches. Here those s
 re-estimated once on such patches (`reestimate_batchnorm`), every patch is embedded once, and
 each epoch draws one cached patch per clip: the same optimisation over the same inputs, seconds
 instead of hours. The drawn patch starts on a grid of `hop` frames instead of at any frame.
+Every clip's patches, in training, selection and test alike, are the run's evaluation patches
+(embeddings.embed): every eval_hop frames while they fit, as the authors', and one aligned to
+the clip's end only with the config's eval_end_patch.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +40,7 @@ from aclaudio.evaluation.embeddings import (
 )
 from aclaudio.training.batches import TrainingData, plain_training_batches
 from aclaudio.training.devices import autocast
+from aclaudio.training.loop import step_sgd
 from aclaudio.training.runs import Run
 
 
@@ -133,14 +138,13 @@ def linear_classifier(dim: int, n_classes: int, settings: ProbeSettings, device)
     schedule: (classifier, optimizer, scheduler)."""
     torch.manual_seed(settings.seed)  # the classifier's initial weights
     classifier = nn.Linear(dim, n_classes).to(device)
-    optimizer = torch.optim.SGD(
+    optimizer, scheduler = step_sgd(
         classifier.parameters(),
         lr=settings.lr,
         momentum=settings.momentum,
         weight_decay=settings.weight_decay,
-    )
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=list(settings.milestones), gamma=settings.gamma
+        milestones=settings.milestones,
+        gamma=settings.gamma,
     )
     return classifier, optimizer, scheduler
 
@@ -160,7 +164,9 @@ def classifier_report(
         x = torch.as_tensor(clips.emb, dtype=torch.float32, device=device)
         probs = classifier(x).softmax(1).cpu().numpy()
     _, clip_probs = metrics.clip_probabilities(probs, clips.clip_of_patch)
-    return metrics.accuracy_report(clips.labels, clip_probs.argmax(1), n_classes=n_classes)
+    return metrics.accuracy_report(
+        clips.labels, clip_probs.argmax(1), n_classes=n_classes, patches=clips.count
+    )
 
 
 def reestimate_batchnorm(encoder: nn.Module, batches) -> nn.Module:
@@ -198,7 +204,8 @@ def fit_batchnorm(model, data: TrainingData, config, device) -> None:
 
 
 def probe_encoder(model, data: TrainingData, config, device) -> tuple[dict, PatchEmbeddings]:
-    """The linear evaluation of the encoder as it is: every patch embedded once, the classifier
+    """The linear evaluation of the encoder as it is: every evaluation patch (the run's grid,
+    data.end_patch) embedded once, the classifier
     trained on the training subset's labels and its epoch chosen by balanced accuracy on the
     monitor subset. Returns the report and the test patches' embeddings."""
     train, select, test = (
@@ -250,7 +257,14 @@ def test_embeddings(run: Run) -> dict[str, np.ndarray]:
 
 
 def relinear_evaluation(run: Run, *, progress: bool = True) -> dict:
-    """Linear evaluation of a finished pretraining run again (its summary is not changed)."""
+    """Linear evaluation of a finished pretraining run again (its summary is not changed); it
+    writes evaluation.json and the test embeddings into the run's folder, which must be
+    writable (checked before anything is computed)."""
+    if not os.access(run.path, os.W_OK):
+        raise PermissionError(
+            f"{run.path}: read-only, and linear-eval writes its evaluation there: copy the run "
+            "folder somewhere writable and evaluate the copy"
+        )
     model, data, device = load_pretrained(run, progress=progress)
     best_epoch = prepare_encoder(run, model, data, run.config, device)
     return evaluate_run(run, model, data, run.config, device, best_epoch)

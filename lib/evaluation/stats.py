@@ -4,15 +4,21 @@ that reports a difference.
 
 Accuracies and their differences are fractions of 1 (0.034 is 3.4 points); only `verdict`
 writes points. scipy does the standard pieces; what is written here is what no library does.
+Fewer than MIN_SEEDS seeds describe a direction and never resolve a difference: with two, the
+t-interval has one degree of freedom and a verdict would rest on one spread.
 """
 
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 import scipy.stats
 from scipy import optimize
+
+#: Seeds below which a comparison is descriptive: it shows a direction, never a verdict.
+MIN_SEEDS = 3
 
 
 def _level(value: float, name: str = "confidence") -> float:
@@ -48,27 +54,62 @@ def verdict(
     name_a: str,
     name_b: str,
     estimate: float,
-    low: float,
-    high: float,
+    low: float | None,
+    high: float | None,
     *,
+    n_seeds: int,
     n_comparisons: int = 1,
     confidence: float = 0.95,
 ) -> str:
     """The sentence reporting a difference a - b with its interval, in points of percent.
 
-    estimate, low and high are fractions (0.034 is 3.4 points). An interval that includes 0
-    reads "no resolvable difference". With several comparisons the sentence says how many: the
-    interval is not adjusted, so a reader can weigh that one of several may exclude 0 by chance.
+    estimate, low and high are fractions (0.034 is 3.4 points; low and high None: no interval).
+    With fewer than MIN_SEEDS seeds the sentence is labelled descriptive and says no more: a
+    direction. From MIN_SEEDS on, an interval that includes 0 reads "no resolvable difference".
+    With several comparisons the sentence says how many: the interval is not adjusted, so a
+    reader can weigh that one of several may exclude 0 by chance.
     """
+    sentence = f"{name_a} - {name_b} = {points(estimate)} points"
+    if low is not None:
+        bounds = f"{_one_decimal(low, signed=False)} to {_one_decimal(high, signed=False)}"
+        sentence += f" ({confidence * 100:g} % interval {bounds}"
+        sentence += f"; one of {n_comparisons} comparisons)" if n_comparisons > 1 else ")"
+    if n_seeds < MIN_SEEDS:
+        plural = "s" if n_seeds > 1 else ""
+        return f"descriptive ({n_seeds} seed{plural}): {sentence}" + (
+            "" if low is not None else ", no interval"
+        )
+    return sentence if resolved([low, high], n_seeds) else f"no resolvable difference: {sentence}"
 
-    def points(x: float) -> float:
-        return round(100 * x, 1) + 0.0  # + 0.0: no "-0.0"
 
-    detail = f"{confidence * 100:g} % interval {points(low):.1f} to {points(high):.1f}"
-    if n_comparisons > 1:
-        detail += f"; one of {n_comparisons} comparisons"
-    sentence = f"{name_a} - {name_b} = {points(estimate):+.1f} points ({detail})"
-    return f"no resolvable difference: {sentence}" if low <= 0 <= high else sentence
+def points(x: float) -> str:
+    """A difference (a fraction) in points with its sign and one decimal: 0.0345 -> "+3.5".
+    The one rounding of every difference the study writes: half away from zero, of the
+    shortest decimal that reads back as the float, so one number always reads the same."""
+    return _one_decimal(x, signed=True)
+
+
+def percent(x: float) -> str:
+    """An accuracy (a fraction) in percent with one decimal: 0.7685 -> "76.9"; the one
+    rounding of every accuracy the study writes (as `points`)."""
+    return _one_decimal(x, signed=False)
+
+
+def _one_decimal(fraction: float, *, signed: bool) -> str:
+    value = (100 * Decimal(repr(float(fraction)))).quantize(Decimal("0.1"), ROUND_HALF_UP)
+    text = f"{value + 0:.1f}".replace("-0.0", "0.0")  # no negative zero
+    return "+" + text if signed and not text.startswith("-") else text
+
+
+def resolved(ci, n_seeds: int) -> bool:
+    """Whether an interval resolves a difference: it excludes 0 and rests on MIN_SEEDS seeds or
+    more."""
+    return (
+        n_seeds >= MIN_SEEDS
+        and ci is not None
+        and not any(v is None or math.isnan(v) for v in ci)
+        and not ci[0] <= 0 <= ci[1]
+    )
 
 
 def paired_difference(
@@ -84,7 +125,7 @@ def paired_difference(
     a and b are accuracies (fractions), entry i of both from seed i. The Wilcoxon signed-rank
     p-value is given from 6 seeds on (below that its smallest possible two-sided p-value exceeds
     0.05), else None. The interval covers seed-to-seed variation only: for the test set's own
-    sampling error as well, see hierarchical_bootstrap.
+    sampling error as well, see seed_clip_interval.
     """
     a = _scores(a, "a")
     b = _scores(b, "b", length=len(a))
@@ -96,15 +137,16 @@ def paired_difference(
     half = scipy.stats.t.ppf(0.5 + _level(confidence) / 2, n - 1) * scipy.stats.sem(diff)
     low, high = mean - half, mean + half
     tied = not diff.any()  # every difference zero: neither test is defined
+    same = np.ptp(diff) <= 1e-12  # every difference equal (to rounding): no t statistic
     return {
         "n": n,
         "mean_difference": mean,
         "ci": [float(low), float(high)],
         "confidence": confidence,
-        "p_ttest": None if tied else float(scipy.stats.ttest_rel(a, b).pvalue),
+        "p_ttest": None if same else float(scipy.stats.ttest_rel(a, b).pvalue),
         "p_wilcoxon": None if tied or n < 6 else float(scipy.stats.wilcoxon(a, b).pvalue),
         "verdict": verdict(
-            *names, mean, low, high, n_comparisons=n_comparisons, confidence=confidence
+            *names, mean, low, high, n_seeds=n, n_comparisons=n_comparisons, confidence=confidence
         ),
     }
 
@@ -138,6 +180,90 @@ def resolvable_difference(
     return std * optimize.brentq(shortfall, 0.0, high, xtol=1e-10)
 
 
+def seed_clip_interval(correct_a, correct_b, *, weights=None, confidence: float = 0.95) -> dict:
+    """Interval for accuracy(a) - accuracy(b) over seeds and test clips: how far another set of
+    seeds and another test set of the same size would move the difference.
+
+    correct_a, correct_b: (n_seeds, n_clips) per-clip correctness (predictions == labels), row s
+    of both from seed s, column c from test clip c (every seed scored on the same clips).
+    weights: one per clip (the patches of each, for the authors' patch-weighted accuracy);
+    None weighs every clip the same.
+
+    The model: the difference on clip c at seed s is delta + u_s + v_c + e_sc, a seed effect,
+    a clip effect that every seed shares, and noise. The paired t-interval over the seeds'
+    accuracies sees var(u)/S + var(e)/(SC) and misses the test set's var(v)/C, which more seeds
+    never average away. That clip part is estimated from the two-way analysis of variance
+    (crossed random effects: var(v) = (MS_clips - MS_residual) / S, floored at 0; Searle,
+    Casella and McCulloch, *Variance Components*, 1992). Each part gets its own quantile, t
+    with S - 1 degrees of freedom for the seeds' and normal for the clips' (its hundreds of
+    degrees of freedom), and the two half-widths add in quadrature: exactly the paired
+    t-interval without a clip effect, the normal interval on the clip means without a seed
+    effect. Welch-Satterthwaite's pooled degrees of freedom are too noisy at two seeds, and a
+    bootstrap over seeds and clips is too narrow with few seeds; tests/evaluation/test_stats.py
+    checks the coverage of this one, docs/protocol.md (*Intervals*) lists it.
+
+    Returns the estimate, the interval `ci` (None with one seed: the seeds' part is unknown),
+    the two standard errors and the counts, as fractions.
+    """
+    a, b = _correctness(correct_a, correct_b)
+    n_seeds, n_clips = a.shape
+    w = np.ones(n_clips) if weights is None else _scores(weights, "weights", length=n_clips)
+    if (w <= 0).any():
+        raise ValueError("weights must be positive (one per clip: its patches)")
+    w = w / w.sum()
+    x = a.astype(float) - b.astype(float)
+    per_seed = x @ w
+    result = {
+        "estimate": float(per_seed.mean()),
+        "ci": None,
+        "seed_se": None,
+        "clip_se": None,
+        "confidence": confidence,
+        "n_seeds": n_seeds,
+        "n_clips": n_clips,
+    }
+    if n_seeds < 2:
+        return result
+    seed_var = float(per_seed.var(ddof=1)) / n_seeds
+    clip_var = _clip_effect_variance(x) * float((w**2).sum())
+    tail = 0.5 + _level(confidence) / 2
+    half = math.sqrt(
+        scipy.stats.t.ppf(tail, n_seeds - 1) ** 2 * seed_var
+        + scipy.stats.norm.ppf(tail) ** 2 * clip_var
+    )
+    estimate = result["estimate"]
+    return result | {
+        "ci": [estimate - half, estimate + half],
+        "seed_se": math.sqrt(seed_var),
+        "clip_se": math.sqrt(clip_var),
+    }
+
+
+def _clip_effect_variance(x: np.ndarray) -> float:
+    """var(v), the clips' own effect in a two-way (seeds x clips) table without replication:
+    (MS_clips - MS_residual) / n_seeds, floored at 0."""
+    n_seeds, n_clips = x.shape
+    rows, cols, grand = x.mean(1), x.mean(0), x.mean()
+    if n_clips < 2:
+        return 0.0
+    ms_clips = n_seeds * float(((cols - grand) ** 2).sum()) / (n_clips - 1)
+    residual = x - rows[:, None] - cols[None, :] + grand
+    ms_residual = float((residual**2).sum()) / ((n_seeds - 1) * (n_clips - 1))
+    return max(ms_clips - ms_residual, 0.0) / n_seeds
+
+
+def disagreement_se(correct_a, correct_b) -> float:
+    """Standard error of accuracy(a) - accuracy(b) for two runs scored on the same n clips:
+    sqrt((n10 + n01) / n^2 - (n10 - n01)^2 / n^3), n10 and n01 the clips that only a, or only
+    b, gets right (the paired-proportions variance behind McNemar's test). About sqrt(the
+    share of clips they disagree on / n): not the Wilson interval of either accuracy."""
+    a, b = (np.asarray(x, dtype=bool).ravel() for x in (correct_a, correct_b))
+    if a.shape != b.shape or len(a) == 0:
+        raise ValueError(f"need two equal non-empty 0/1 arrays, got {a.shape}, {b.shape}")
+    n, n10, n01 = len(a), int((a & ~b).sum()), int((~a & b).sum())
+    return math.sqrt(max((n10 + n01) / n**2 - (n10 - n01) ** 2 / n**3, 0.0))
+
+
 def _correctness(correct_a, correct_b) -> tuple[np.ndarray, np.ndarray]:
     """Two equal non-empty (n_seeds, n_clips) arrays of 0/1, or a ValueError."""
     a, b = np.asarray(correct_a), np.asarray(correct_b)
@@ -148,80 +274,3 @@ def _correctness(correct_a, correct_b) -> tuple[np.ndarray, np.ndarray]:
     if not (np.isin(a, (0, 1)).all() and np.isin(b, (0, 1)).all()):
         raise ValueError("correct_a and correct_b must hold 0/1 (or boolean) values")
     return a, b
-
-
-def _clip_groups(average: str, labels, n_clips: int) -> list[np.ndarray]:
-    """The clips drawn together: all of them (micro), or the clips of each class (macro)."""
-    if average == "micro":
-        return [np.arange(n_clips)]
-    if average == "macro":
-        labels = np.asarray(labels)
-        if labels.shape != (n_clips,):
-            raise ValueError(f"macro needs labels, one per clip ({n_clips}), got {labels.shape}")
-        return [np.flatnonzero(labels == c) for c in np.unique(labels)]
-    raise ValueError(f"average must be 'micro' or 'macro', got {average!r}")
-
-
-def _draws(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
-    """How often each of n items is drawn with replacement, in each of n_boot replicates."""
-    return rng.multinomial(n, np.full(n, 1 / n), size=n_boot)
-
-
-def hierarchical_bootstrap(
-    correct_a,
-    correct_b,
-    *,
-    labels=None,
-    average: str = "micro",
-    confidence: float = 0.95,
-    n_boot: int = 2000,
-    seed: int = 0,
-) -> dict:
-    """Percentile bootstrap interval for accuracy(a) - accuracy(b) over seeds and test clips.
-
-    correct_a, correct_b: (n_seeds, n_clips) per-clip correctness (predictions == labels), row s
-    of both from seed s, column c from test clip c. A t-interval over per-seed accuracies sees
-    seed-to-seed variation only; another test set would move both methods' numbers too, and with
-    a few hundred clips that is often the larger part.
-
-    Each replicate draws seeds with replacement and, independently, clips with replacement, the
-    same clips for both methods and for every drawn seed (every seed was scored on the same
-    test set: drawing clips per seed would average the test set's sampling error away). The
-    interval is conservative when the noise of single seed x clip cells dominates, as it can for
-    0/1 outcomes: that noise enters through both draws (Owen 2007, "The pigeonhole bootstrap").
-
-    average: "micro", the accuracy over clips, or "macro", the mean per-class recall over the
-    classes of labels ((n_clips,) class of each clip, needed for macro). For macro, clips are
-    drawn within each class, as in metrics.accuracy_report: the test set's class counts are
-    fixed by design, so no class vanishes from a replicate and each keeps its weight.
-
-    Returns the estimate (the difference on the data) and the interval `ci`, as fractions.
-    """
-    a, b = _correctness(correct_a, correct_b)
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
-    tail = (1 - _level(confidence)) / 2
-    n_seeds, n_clips = a.shape
-    groups = _clip_groups(average, labels, n_clips)
-    # Accuracy as a weighted sum over clips: each group (class) weighs 1 / n_groups, shared
-    # among its clips.
-    weight = np.empty(n_clips)
-    for group in groups:
-        weight[group] = 1 / (len(groups) * len(group))
-    diff = a.astype(float) - b.astype(float)
-    rng = np.random.default_rng(seed)
-    seeds_drawn = _draws(rng, n_seeds, n_boot)
-    clips_drawn = np.empty((n_boot, n_clips))
-    for group in groups:
-        clips_drawn[:, group] = _draws(rng, len(group), n_boot)
-    replicates = (seeds_drawn @ diff / n_seeds * clips_drawn) @ weight
-    low, high = np.quantile(replicates, [tail, 1 - tail])
-    return {
-        "estimate": float(diff.mean(axis=0) @ weight),
-        "ci": [float(low), float(high)],
-        "confidence": confidence,
-        "average": average,
-        "n_seeds": n_seeds,
-        "n_clips": n_clips,
-        "n_boot": n_boot,
-    }

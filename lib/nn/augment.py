@@ -5,7 +5,8 @@ turns each into an augmented view, in the order of the paper: mix-back, random r
 compander, Gaussian noise, optional SpecAugment, normalisation. Everything is batched tensor
 code on the patches' own device (so a GPU never waits for the CPU), every random draw is per
 sample and comes from an optional `torch.Generator` (so runs are reproducible), and the neutral
-setting of every augmentation is an exact no-op.
+setting of every augmentation is an exact no-op. The crop draws the authors' integer boxes (their
+torchvision-style sampler and PIL's bilinear resize), so the views match theirs in distribution.
 """
 
 from __future__ import annotations
@@ -92,25 +93,119 @@ def random_resized_crop(
     ratio: tuple[float, float],
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Crop a random box from each patch and stretch it back to full size (bilinear).
+    """Crop a random integer box from each patch and stretch it back to full size (bilinear).
 
-    The box covers a fraction s ~ U(scale) of the patch; its aspect ratio r, with log r ~
-    U(log ratio), is relative to the patch's own (r = 1 keeps the patch's shape) and is clipped
-    to [s, 1/s] so the box fits without losing area: it spans sqrt(s r) of the frames and
-    sqrt(s / r) of the bands, placed uniformly. Box edges sit on the outer bins' centres, so a
-    full box reproduces the patch exactly. Bilinear resampling is done one axis at a time with
-    gathers, which unlike grid_sample keeps integer positions exact.
+    The boxes are the authors' (torchvision's rule, in `RandomResizedCrop_diy.get_params`), so
+    that the views follow their distribution: up to 10 attempts of an area U(scale) of the patch
+    and an aspect ratio bands : frames (their PIL image of a (frames, bands) array is bands
+    wide) with log ~ U(log ratio), extents rounded half to even; the first box that fits is
+    placed uniformly; if none fits, the centred box of the bounding ratio (the whole patch when
+    its own ratio is in range). The box is resampled as PIL's bilinear resize (`_resample`).
+    scale == (1, 1) returns x itself.
     """
     _check_patches(x, "x")
     _check_interval("scale", scale, high=1.0)
     _check_interval("ratio", ratio, high=math.inf)
-    area = _uniform(x, *scale, generator).flatten()
-    log_ratio = _uniform(x, math.log(ratio[0]), math.log(ratio[1]), generator).flatten()
-    aspect = torch.minimum(torch.maximum(log_ratio.exp(), area), 1 / area)
-    width = (area * aspect).sqrt().clamp_max(1.0)
-    height = (area / aspect).sqrt().clamp_max(1.0)
-    x = _stretch(x, width, _uniform(x, 0.0, 1.0, generator).flatten(), dim=3)
-    return _stretch(x, height, _uniform(x, 0.0, 1.0, generator).flatten(), dim=2)
+    if scale[0] == scale[1] == 1:
+        return x
+    dtype = torch.float32 if x.device.type == "mps" else torch.float64  # mps has no float64
+    draws = _rand((x.shape[0], 2 * _CROP_ATTEMPTS + 2), x.device, dtype, generator)
+    boxes = _crop_boxes(draws, x.shape[2], x.shape[3], scale=scale, ratio=ratio)
+    return _resized_crop(x, *boxes)
+
+
+_CROP_ATTEMPTS = 10  # the authors' (torchvision's) number of tries before the central crop
+
+
+def _crop_boxes(
+    draws: torch.Tensor,
+    bands: int,
+    frames: int,
+    *,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The authors' crop boxes from draws ~ U(0, 1) shaped (batch, 22), as float tensors of
+    whole numbers (band_start, band_extent, frame_start, frame_extent), each shaped (batch,).
+
+    Columns 0-9 set each attempt's area, 10-19 its aspect ratio, 20 and 21 the start frame and
+    band of the box that is kept (uniform over the free room, ends included).
+    """
+    n = _CROP_ATTEMPTS
+    area = (scale[0] + (scale[1] - scale[0]) * draws[:, :n]) * (bands * frames)
+    low, high = math.log(ratio[0]), math.log(ratio[1])
+    aspect = (low + (high - low) * draws[:, n : 2 * n]).exp()
+    band_extent = (area * aspect).sqrt().round()  # torch.round, like Python's, is half to even
+    frame_extent = (area / aspect).sqrt().round()
+    fits = (
+        (band_extent >= 1) & (band_extent <= bands) & (frame_extent >= 1) & (frame_extent <= frames)
+    )
+    first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)  # the first attempt that fits
+    band_extent, frame_extent = (e.gather(1, first).squeeze(1) for e in (band_extent, frame_extent))
+    drawn = (
+        _random_start(draws[:, 2 * n + 1], bands - band_extent),
+        band_extent,
+        _random_start(draws[:, 2 * n], frames - frame_extent),
+        frame_extent,
+    )
+    central = _central_box(bands, frames, ratio)  # where no attempt fits
+    found = fits.any(dim=1)
+    return tuple(torch.where(found, d, c) for d, c in zip(drawn, central, strict=True))
+
+
+def _random_start(u: torch.Tensor, room: torch.Tensor) -> torch.Tensor:
+    """Uniform whole numbers in 0..room (room >= 0) from draws u ~ U(0, 1)."""
+    return (u * (room + 1)).floor().minimum(room)
+
+
+def _central_box(bands: int, frames: int, ratio: tuple[float, float]) -> tuple[int, ...]:
+    """(band_start, band_extent, frame_start, frame_extent) of the authors' fallback box: the
+    whole patch if bands / frames lies in the ratio range, else the largest centred box of the
+    bounding ratio, with their float arithmetic and PIL's rounding of the box's edges."""
+    if bands / frames < ratio[0]:
+        band_extent, frame_extent = bands, bands / ratio[0]
+    elif bands / frames > ratio[1]:
+        band_extent, frame_extent = frames * ratio[1], frames
+    else:
+        band_extent, frame_extent = bands, frames
+    band_start, frame_start = (bands - band_extent) // 2, (frames - frame_extent) // 2
+    band_end, frame_end = round(band_start + band_extent), round(frame_start + frame_extent)
+    band_start, frame_start = round(band_start), round(frame_start)
+    return band_start, band_end - band_start, frame_start, frame_end - frame_start
+
+
+def _resized_crop(
+    x: torch.Tensor,
+    band_start: torch.Tensor,
+    band_extent: torch.Tensor,
+    frame_start: torch.Tensor,
+    frame_extent: torch.Tensor,
+) -> torch.Tensor:
+    """Each patch's box (whole numbers, shaped (batch,)) resized back to the full patch as PIL's
+    bilinear resize of the cropped image does it: see `_resample`."""
+    x = _resample(x, frame_start, frame_extent, dim=3)
+    return _resample(x, band_start, band_extent, dim=2)
+
+
+def _resample(x: torch.Tensor, start: torch.Tensor, extent: torch.Tensor, dim: int) -> torch.Tensor:
+    """Stretch the window [start, start + extent) of axis `dim` over the whole axis.
+
+    As PIL's bilinear upsampling (bin centres at half-bins): output bin k reads the window at
+    (k + 0.5) * extent / n - 0.5, clamped to the window, linearly between its two neighbours.
+    A full window reads every bin exactly. Gathers, unlike grid_sample, keep positions exact.
+    """
+    n = x.shape[dim]
+    steps = torch.arange(n, device=x.device, dtype=extent.dtype) + 0.5
+    last = (extent - 1)[:, None]
+    position = (steps * (extent / n)[:, None] - 0.5).clamp_min(0).minimum(last)
+    left = position.floor()
+    weight = position - left
+    right = (left + 1).minimum(last)
+    view = [x.shape[0], 1, 1, 1]
+    view[dim] = n
+    left, right = ((i + start[:, None]).long().view(view).expand(x.shape) for i in (left, right))
+    weight = weight.view(view).to(x.dtype)
+    return torch.lerp(x.gather(dim, left), x.gather(dim, right), weight)
 
 
 def compander(
@@ -222,35 +317,24 @@ def _uniform(
     like: torch.Tensor, low: float, high: float, generator: torch.Generator | None
 ) -> torch.Tensor:
     """One draw ~ U(low, high) per sample, shaped (batch, 1, 1, 1) to broadcast over a patch."""
-    if generator is not None and generator.device.type != like.device.type:
-        raise ValueError(
-            f"the generator is on {generator.device} but the patches are on {like.device}: "
-            "create it with torch.Generator(device=patches.device)"
-        )
     dtype = torch.promote_types(like.dtype, torch.float32)  # half-precision draws are coarse
-    shape = (like.shape[0], 1, 1, 1)
-    u = torch.rand(shape, generator=generator, device=like.device, dtype=dtype)
+    u = _rand((like.shape[0], 1, 1, 1), like.device, dtype, generator)
     return low + (high - low) * u
 
 
-def _stretch(x: torch.Tensor, span: torch.Tensor, offset: torch.Tensor, dim: int) -> torch.Tensor:
-    """Resample axis `dim` of each patch linearly from a window `span` of its length.
-
-    The window starts at `offset` (in [0, 1]) of the free room, between the outer bins' centres.
-    """
-    n = x.shape[dim]
-    steps = torch.arange(n, device=x.device, dtype=span.dtype)
-    start = offset * (1 - span) * (n - 1)
-    position = (start[:, None] + span[:, None] * steps).clamp(0, n - 1)
-    left = position.floor()
-    weight = position - left
-    left = left.long()
-    right = (left + 1).clamp_max(n - 1)
-    view = [x.shape[0], 1, 1, 1]
-    view[dim] = n
-    left, right = (i.view(view).expand(x.shape) for i in (left, right))
-    weight = weight.view(view).to(x.dtype)
-    return torch.lerp(x.gather(dim, left), x.gather(dim, right), weight)
+def _rand(
+    shape: tuple[int, ...],
+    device: torch.device,
+    dtype: torch.dtype,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Draws ~ U(0, 1) on `device`, from `generator` when given (it must live there too)."""
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(
+            f"the generator is on {generator.device} but the patches are on {device}: "
+            "create it with torch.Generator(device=patches.device)"
+        )
+    return torch.rand(shape, generator=generator, device=device, dtype=dtype)
 
 
 def _random_span(

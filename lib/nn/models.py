@@ -21,12 +21,10 @@ def check_patches(x: torch.Tensor, *, in_channels: int) -> None:
         )
 
 
-def he_init(
-    module: nn.Module, *, mode: str, layers: tuple[type[nn.Module], ...] = (nn.Conv2d,)
-) -> None:
-    """He-normal weights and zero biases for `layers` (BatchNorm keeps torch's 1 and 0)."""
+def he_init(module: nn.Module, *, mode: str) -> None:
+    """He-normal weights and zero biases for the convolutions (BatchNorm keeps torch's 1 and 0)."""
     for m in module.modules():
-        if isinstance(m, layers):
+        if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
@@ -85,7 +83,7 @@ class ResNet18Encoder(Encoder):
             )
             previous = width
         self.stages = nn.Sequential(*stages)
-        he_init(self, mode="fan_out")  # as torchvision's ResNet
+        he_init(self, mode="fan_out")  # as the authors' ResNet-18 (torchvision's init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_patches(x, in_channels=self.in_channels)
@@ -196,6 +194,11 @@ class BaselineCNN(nn.Module):
     `forward` returns (logits, feats): feats, the global max-pool of conv3's raw output (48-d,
     before its batch norm and ReLU, as the authors' model), is what the supervised angular
     term compares. Being signed, two features can lie up to pi apart, not pi/2 as after a ReLU.
+
+    The weights keep PyTorch's default initialisation, as the authors' model does (the Keras
+    baseline's he_normal is not theirs). The layers are made in their order (conv1, conv2,
+    conv3, dense 64, dense out), so after the same torch.manual_seed every weight tensor holds
+    their values (our kernels and flattened maps lie along (mel, frames), theirs (time, mel)).
     """
 
     pool = (2, 4)  # (mel, frames)
@@ -238,8 +241,6 @@ class BaselineCNN(nn.Module):
             nn.Dropout(0.5),
             nn.Linear(64, n_classes),
         )
-        # The Keras baseline's initialisers: he_normal weights, zero biases.
-        he_init(self, mode="fan_in", layers=(nn.Conv2d, nn.Linear))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         check_patches(x, in_channels=1)

@@ -1,6 +1,9 @@
 """Fine-tuning from start to finish: every layer of a pretraining run's encoder plus a linear
-classifier, trained with cross-entropy on random patches of the pretraining subset (its noisy
-labels); the epoch with the best clip accuracy on the monitor (clean) subset is tested.
+classifier, trained with cross-entropy on one random patch of each clip of the pretraining
+subset per epoch (its noisy labels; the last, smaller batch kept), by SGD with the rate
+x lr_gamma after each of lr_milestones; the first epoch with the best balanced accuracy on the
+monitor (clean) subset is tested. The authors' recipe (SSL config/params_supervised_finetune.yaml,
+main_train.py) and how each profile sizes it: profiles.py.
 
 It reads as pretrain.py does; each epoch is loop.train_epoch with step.labelled_step.
 """
@@ -21,7 +24,7 @@ from aclaudio.nn.models import Classifier, Logits, in_memory_format
 from aclaudio.training.batches import labelled_random_patches
 from aclaudio.training.config import FinetuneConfig
 from aclaudio.training.devices import compiled, resolve_device
-from aclaudio.training.loop import capture, finish, restore, seed_epoch, train_epoch
+from aclaudio.training.loop import capture, config_sgd, finish, restore, seed_epoch, train_epoch
 from aclaudio.training.runs import Run, claimed_run, load_run
 from aclaudio.training.step import labelled_step
 
@@ -47,13 +50,8 @@ def _finetune(run: Run, parent: Run, config: FinetuneConfig, progress: bool) -> 
     torch.manual_seed(config.seed)
     classifier = in_memory_format(Classifier(model.encoder, data.n_classes).to(device), config)
     step_model = compiled(classifier, config)
-    optimizer = torch.optim.SGD(
-        classifier.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-    )
-    modules = {"model": classifier, "optimizer": optimizer}
+    optimizer, scheduler = config_sgd(classifier.parameters(), config)
+    modules = {"model": classifier, "optimizer": optimizer, "scheduler": scheduler}
     state = restore(run, modules)
     best = state.get("best", -math.inf)
     step = functools.partial(
@@ -68,8 +66,8 @@ def _finetune(run: Run, parent: Run, config: FinetuneConfig, progress: bool) -> 
     for epoch in range(state.get("epoch", -1) + 1, config.epochs):
         _, rng = seed_epoch(config.seed, epoch)
         order = rng.permutation(data.train_rows)
-        n_steps = max(len(order) // config.batch_size, 1)
-        batches = labelled_random_patches(data, order[: n_steps * config.batch_size], n_steps, rng)
+        n_steps = math.ceil(len(order) / config.batch_size)
+        batches = labelled_random_patches(data, order, config.batch_size, rng)
         result = train_epoch(
             step_model,
             optimizer,
@@ -82,7 +80,9 @@ def _finetune(run: Run, parent: Run, config: FinetuneConfig, progress: bool) -> 
             epochs=config.epochs,
             progress=progress,
         )
-        best = _monitor_and_save(run, modules, data, device, epoch, result, best)
+        lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
+        scheduler.step()
+        best = _monitor_and_save(run, modules, data, device, epoch, result, lr, best)
 
     best_epoch = run.load_weights(classifier)
     report = clip_report(Logits(classifier), data, data.test_rows, device, config.amp)
@@ -95,15 +95,21 @@ def _finetune(run: Run, parent: Run, config: FinetuneConfig, progress: bool) -> 
     return finish(run, summary, started, device)
 
 
-def _monitor_and_save(run, modules, data, device, epoch, result, best: float) -> float:
-    """After an epoch: the clip accuracy on the monitor subset keeps the best checkpoint; the
-    epoch is logged and checkpointed. Returns the best monitor accuracy so far."""
+#: What chooses the fine-tuning's epoch: balanced accuracy (the mean per-class recall) on the
+#: monitor subset, as the authors' (main_train.py compares acc_val_balanced)
+SELECTION = "macro"
+
+
+def _monitor_and_save(run, modules, data, device, epoch, result, lr: float, best: float) -> float:
+    """After an epoch: the monitor subset's balanced accuracy keeps the best checkpoint (the
+    first of equal epochs); the epoch is logged and checkpointed. Returns the best score."""
     classifier = modules["model"]
     report = clip_report(Logits(classifier), data, data.monitor_rows, device, run.config.amp)
-    if report["micro"] > best:
-        best = report["micro"]
+    if report[SELECTION] > best:
+        best = report[SELECTION]
         run.save_checkpoint({"model": classifier.state_dict(), "epoch": epoch}, "best")
-    row = {"epoch": epoch, "loss": result.loss, "monitor_micro": report["micro"]}
+    row = {"epoch": epoch, "loss": result.loss, "lr": lr}
+    row |= {"monitor_macro": report["macro"], "monitor_micro": report["micro"]}
     run.log_epoch(row | {"seconds": result.seconds})
     run.save_checkpoint(capture(modules, epoch=epoch, best=best))
     return best

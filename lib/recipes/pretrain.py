@@ -33,7 +33,15 @@ from aclaudio.training.devices import (
     rank_and_world,
     wrap_distributed,
 )
-from aclaudio.training.loop import Epoch, capture, finish, restore, seed_epoch, train_epoch
+from aclaudio.training.loop import (
+    Epoch,
+    capture,
+    config_sgd,
+    finish,
+    restore,
+    seed_epoch,
+    train_epoch,
+)
 from aclaudio.training.runs import Run, claimed_run
 from aclaudio.training.step import Augmentation, contrastive_step
 
@@ -68,12 +76,7 @@ def _pretrain(run: Run, config: PretrainConfig, progress: bool) -> Run:
     model = build_contrastive_model(config, device)
     step_model = compiled(wrap_distributed(model, device), config)
     objective = objectives.build(config.objective, "views", config.loss, gather=is_distributed())
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, milestones=list(config.lr_milestones), gamma=config.lr_gamma
-    )
+    optimizer, scheduler = config_sgd(model.parameters(), config)
     modules = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
     state = restore(run, modules)
     best = state.get("best", -math.inf)

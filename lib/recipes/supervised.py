@@ -8,6 +8,7 @@ protocol, and where it differs from the authors' code: docs/protocol.md.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -26,6 +27,7 @@ from aclaudio.training.batches import (
     TrainingData,
     labelled_patches,
     patch_index,
+    patch_statistics,
     validation_split,
     whole_batches,
 )
@@ -52,6 +54,10 @@ def _supervised(run: Run, config: SupervisedConfig, progress: bool) -> Run:
     device = resolve_device(config.device)
     data = TrainingData.load(config, progress=progress)
     train_patches, val_patches, notes = _patches(run, data, config)
+    # the authors' StandardScaler: per band, fitted on the training patches after the split,
+    # applied to training, validation and test patches alike
+    mean, std = patch_statistics(data.cache, train_patches, data.cache.preset.patch_frames)
+    data = dataclasses.replace(data, mean=mean, std=std)
     model, optimizer, scheduler = _network(data, config, device)
     step_model = compiled(model, config)
     modules = {"model": model, "optimizer": optimizer, "scheduler": scheduler}

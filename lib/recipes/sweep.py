@@ -32,6 +32,18 @@ def execute(config, runs_dir: str | None = None) -> str:
     return str(run(config, runs_dir=runs_dir, progress=False).path)
 
 
+def _execute_naming_the_run(config, store: Path, path: Path) -> None:
+    """execute, and an error that escapes it says which run failed and that the finished ones
+    stay (a notebook's failed cell then names the run it was on)."""
+    try:
+        execute(config, str(store))
+    except Exception as error:
+        raise SweepError(
+            f"run {path} failed ({type(error).__name__}: {error}); the grid's finished runs "
+            "are kept: rerun to continue from them"
+        ) from error
+
+
 class SweepError(ValueError):
     """Runs of a sweep that did not finish: the message names them and where their logs are."""
 
@@ -66,8 +78,8 @@ def run_grid(
     logs, errors = Path(logs_dir or store / "submitit"), []
     if todo and executor == "inline":
         with warnings_as_lines():
-            for config in tqdm(todo, desc="runs", unit="run"):
-                execute(config, str(store))
+            for path, config in tqdm(unfinished.items(), desc="runs", unit="run"):
+                _execute_naming_the_run(config, store, path)
     elif todo:
         jobs = _submit(
             todo, str(store), executor, parallel, slurm_partition, gpus_per_job, minutes, logs

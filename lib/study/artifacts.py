@@ -142,6 +142,6 @@ def read_paired(results: str | Path) -> pd.DataFrame:
     """Notebook 02's paired comparisons (PRETRAINING_PAIRED), the intervals back as lists
     (to_csv wrote them as JSON)."""
     paired = pd.read_csv(PRETRAINING_PAIRED.path(results))
-    for interval in ("ci", "bootstrap_ci"):
+    for interval in ("ci", "seeds_clips_ci"):
         paired[interval] = [json.loads(v) if isinstance(v, str) else None for v in paired[interval]]
     return paired

@@ -2,31 +2,28 @@
 
 A conclusion typed by hand goes stale when the study is rerun; these functions turn tables into
 short Markdown paragraphs that always say what the numbers say, how sure they are included.
-Accuracies and differences come in as fractions of 1 and are written in percent or points.
+Accuracies and differences come in as fractions of 1 and are written in percent or points by
+stats.percent and stats.points, the one rounding of every number. The rules: a direction is
+stated only with its interval and its number of seeds; fewer than stats.MIN_SEEDS seeds
+describe, they never resolve; one seed describes the runs, not the methods.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 
-from aclaudio.study.artifacts import read_paired
+from aclaudio.evaluation import stats
+from aclaudio.evaluation.stats import MIN_SEEDS, points, resolved
 from aclaudio.study.compare import compare_paired
-from aclaudio.study.paper import PAPER_SSL_LINEAR_ACCURACY, PAPER_TEST_CLIPS
 
 #: The paper's NT-Xent loss on its toy example (both arrangements, tau = 0.07).
 PAPER_TOY_NT_XENT = 0.9317
 
 
 def pct(x: float) -> str:
-    return f"{100 * x:.1f} %"
-
-
-def points(x: float) -> str:
-    return f"{round(100 * x, 1) + 0.0:+.1f}"
+    return f"{stats.percent(x)} %"
 
 
 def markdown_table(df: pd.DataFrame, percent=(), *, index: bool = True) -> str:
@@ -35,7 +32,7 @@ def markdown_table(df: pd.DataFrame, percent=(), *, index: bool = True) -> str:
     shown = df.copy()
     for column in shown:
         if column in percent:
-            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{100 * v:.1f}")
+            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else stats.percent(v))
         elif pd.api.types.is_float_dtype(shown[column]):
             shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.3g}")
     shown = shown.rename(columns={c: f"{c} (%)" for c in percent})
@@ -47,25 +44,25 @@ def table(df: pd.DataFrame, percent=(), *, index: bool = True):
     return Markdown(markdown_table(df, percent, index=index))
 
 
-def _resolved(ci) -> bool:
-    return ci is not None and not pd.isna(ci).any() and not ci[0] <= 0 <= ci[1]
+def interval(ci) -> list | None:
+    """An interval as read from a table: None where there is none."""
+    if ci is None or (not isinstance(ci, list | tuple) and pd.isna(ci)):
+        return None
+    return list(ci)
 
 
 def comparisons(paired: pd.DataFrame) -> str:
     """One line per comparison of study.compare_runs (rows of `paired`, a column `comparison`),
     then how sure: which differences both intervals resolve, and how many comparisons were made.
     """
-    records = paired.to_dict("records")
     lines = []
-    for row in records:
+    for row in paired.to_dict("records"):
         line = f"- **{row['comparison']}**: over seeds, {row['verdict']}"
-        line += f"; over seeds and the {row['n_clips']} test clips, {row['bootstrap_verdict']}."
-        if row.get("resolvable_difference") is not None and not pd.isna(
-            row["resolvable_difference"]
-        ):
+        line += f"; over seeds and the {row['n_clips']} test clips, {row['seeds_clips_verdict']}."
+        if not pd.isna(row.get("resolvable_difference")):
             line += (
                 f" {row['n']} seeds resolve differences of about "
-                f"{100 * row['resolvable_difference']:.1f} points."
+                f"{points(row['resolvable_difference']).lstrip('+')} points."
             )
         lines.append(line)
     return "\n".join(lines) + "\n\n" + how_sure(paired)
@@ -73,11 +70,21 @@ def comparisons(paired: pd.DataFrame) -> str:
 
 def how_sure(paired: pd.DataFrame) -> str:
     """The verdict on a set of comparisons (rows of study.compare_runs): which differences both
-    intervals resolve, which only the one over seeds, and how many comparisons were made."""
+    intervals resolve, which only the one over seeds, and how many comparisons were made; with
+    fewer than MIN_SEEDS seeds, that they are descriptive."""
     records = paired.to_dict("records")
-    both = [r["comparison"] for r in records if _resolved(r["ci"]) and _resolved(r["bootstrap_ci"])]
+    n_seeds = int(paired["n"].min())
+    if n_seeds < MIN_SEEDS:
+        plural = "s" if n_seeds > 1 else ""
+        return (
+            f"With {n_seeds} seed{plural} these differences are descriptive: they show "
+            f"directions, not resolved differences (a verdict needs {MIN_SEEDS} seeds or more)."
+        )
+    both = [r["comparison"] for r in records if r["resolved"]]
     seeds_only = [
-        r["comparison"] for r in records if _resolved(r["ci"]) and not _resolved(r["bootstrap_ci"])
+        r["comparison"]
+        for r in records
+        if resolved(interval(r["ci"]), r["n"]) and not r["resolved"]
     ]
     n = len(paired)
     summary = f"Of these {n} comparisons, " if n > 1 else "Of this comparison, "
@@ -96,8 +103,6 @@ def how_sure(paired: pd.DataFrame) -> str:
             f" With {n} comparisons at 95 %, one interval in 20 misses by chance: "
             "a lone resolved difference among several is weak evidence."
         )
-    if paired["ci"].isna().all():
-        summary += " One seed: no interval over seeds, so the seed's own effect is not measured."
     return summary
 
 
@@ -184,31 +189,30 @@ def margin(toy: pd.DataFrame, *, paper: float = PAPER_TOY_NT_XENT) -> str:
 
 def supervised(table: pd.DataFrame) -> str:
     """Notebook 03. table: one row per run with subset, alpha (1 = cross-entropy), seed,
-    test_micro and its Wilson interval test_micro_low, test_micro_high, best_epoch (counted
-    from 0), best_val_loss and finished_epochs."""
+    test_micro, best_epoch (counted from 0), best_val_loss and finished_epochs."""
     ce = table[table["alpha"] == 1].set_index(["subset", "seed"])["test_micro"]
-    lines, higher, compared = [], 0, 0
+    lines, resolved_cells = [], []
     for (alpha, subset), rows in table[table["alpha"] < 1].groupby(["alpha", "subset"]):
-        result = compare_paired(
-            rows.set_index("seed")["test_micro"], ce.loc[subset], (f"ACL (alpha {alpha:g})", "CE")
-        )
-        compared += 1
-        higher += result["mean_difference"] > 0
+        name = f"ACL (alpha {alpha:g})"
+        result = compare_paired(rows.set_index("seed")["test_micro"], ce.loc[subset], (name, "CE"))
         lines.append(f"- {subset}: {result['verdict']}")
-    n_seeds = table["seed"].nunique()
-    half = ((table["test_micro_high"] - table["test_micro_low"]) / 2).mean()
-    text = (
-        f"Supervised ACL is higher than cross-entropy in {higher} of {compared} "
-        f"comparisons (training subset x alpha):\n\n" + "\n".join(lines) + "\n\n"
-    )
-    if n_seeds == 1:
+        if resolved(result["ci"], result["n"]):
+            resolved_cells.append(f"{subset}, alpha {alpha:g}")
+    n_seeds = int(table["seed"].nunique())
+    text = "Supervised ACL against cross-entropy, by training subset and alpha:\n\n"
+    text += "\n".join(lines) + "\n\n"
+    if n_seeds < MIN_SEEDS:
+        plural = "s" if n_seeds > 1 else ""
         text += (
-            f"One seed per cell, so no interval over seeds: each accuracy also carries "
-            f"about +-{100 * half:.1f} points of test-set uncertainty (Wilson), and "
-            "differences smaller than that are not resolvable."
+            f"{n_seeds} seed{plural} per cell, paired by seed: these differences are descriptive, "
+            f"directions without a verdict (a verdict needs {MIN_SEEDS} seeds or more)."
         )
     else:
-        text += f"{n_seeds} seeds per cell, paired by seed."
+        text += (
+            f"{n_seeds} seeds per cell, paired by seed; the t-interval over seeds resolves "
+            f"{len(resolved_cells)} of {len(lines)} cells"
+            + (f" ({', '.join(resolved_cells)})." if resolved_cells else ".")
+        )
     return text + _still_improving(table)
 
 
@@ -237,11 +241,13 @@ def ablation(
     (alpha, margin) cell, analysis.margin_geometry's columns averaged over seeds."""
     stacked = diff.stack()
     (lo_a, lo_m), (hi_a, hi_m) = stacked.idxmin(), stacked.idxmax()
+    label = f"{n_seeds} seed{'s' if n_seeds > 1 else ''} a cell"
+    if n_seeds < MIN_SEEDS:
+        label += ": descriptive, directions without verdicts"
     text = (
-        f"Over the {diff.shape[0]} x {diff.shape[1]} grid of alpha and margin "
-        f"({n_seeds} seed{'s' if n_seeds > 1 else ''} a cell), ACL - NT-Xent ranges from "
-        f"{points(stacked.min())} points (alpha {lo_a:g}, m {lo_m:g}) to "
-        f"{points(stacked.max())} (alpha {hi_a:g}, m {hi_m:g}); "
+        f"Over the {diff.shape[0]} x {diff.shape[1]} grid of alpha and margin ({label}), "
+        f"ACL - NT-Xent ranges from {points(stacked.min())} points (alpha {lo_a:g}, m "
+        f"{lo_m:g}) to {points(stacked.max())} (alpha {hi_a:g}, m {hi_m:g}); "
         f"{int((stacked > 0).sum())} of {len(stacked)} cells are above NT-Xent."
     )
     by_margin = diff.mean(axis=0)
@@ -282,91 +288,81 @@ def _margin_geometry(geometry: pd.DataFrame) -> str:
     return text
 
 
-def embeddings(geometry: pd.DataFrame, angles: pd.DataFrame) -> str:
-    """Notebook 05. geometry and angles: rows NT-Xent and ACL, columns as the notebook's tables."""
-    checks = [  # column, table, what ACL's higher value means, what its lower value means
-        ("tolerance (z)", geometry, "tighter classes", "looser classes"),
-        ("uniformity (z)", geometry, "less uniform", "more uniform"),
-        (
-            "positive: mean angle (rad)",
-            angles,
-            "views of a clip further apart",
-            "views of a clip closer together",
-        ),
-        (
-            "negative: fraction below m",
-            angles,
-            "more negative pairs inside the margin",
-            "fewer negative pairs inside the margin",
-        ),
+def embeddings(geometry: pd.DataFrame, angles: pd.DataFrame, seed: int) -> str:
+    """Notebook 05. geometry and angles: rows NT-Xent and ACL, columns as the notebook's tables;
+    seed: the one seed both runs share. One run of each loss describes two encoders: no
+    direction is stated for the losses."""
+    columns = [
+        ("tolerance (z)", geometry),
+        ("uniformity (z)", geometry),
+        ("positive: mean angle (rad)", angles),
+        ("negative: fraction below m", angles),
     ]
-    lines = []
-    for column, frame, higher, lower in checks:
-        nt, acl = frame.loc["NT-Xent", column], frame.loc["ACL", column]
-        meaning = "the same" if acl == nt else higher if acl > nt else lower
-        lines.append(f"- {column}: NT-Xent {nt:.3f}, ACL {acl:.3f}: ACL {meaning}.")
+    lines = [
+        f"- {column}: NT-Xent {frame.loc['NT-Xent', column]:.3f}, "
+        f"ACL {frame.loc['ACL', column]:.3f}"
+        for column, frame in columns
+    ]
     return (
-        "\n".join(lines) + "\n\nTwo runs of one seed: these describe the two encoders, they "
-        "do not measure an effect of the loss; notebook 02's seeds say how large a "
-        "difference in accuracy the study resolves."
+        "\n".join(lines) + f"\n\nOne run of each loss (seed {seed}): these numbers describe "
+        "these two encoders. Without a second seed there is no interval, so they do not say "
+        "which loss gives tighter classes (higher tolerance), more uniform embeddings (lower "
+        "uniformity) or closer views; notebook 02's seeds say how large a difference in "
+        "accuracy the study resolves."
     )
 
 
-def paper_agreement(ours: pd.Series, paper: pd.Series, resolved: pd.Series, *, what: str) -> str:
-    """Notebook 06: whether our differences have the paper's sign, cell by cell. ours, paper:
-    differences from each study's own baseline (fractions), indexed alike; resolved: whether
-    our interval excludes 0."""
+def paper_agreement(ours: pd.DataFrame, paper: pd.Series, *, what: str) -> str:
+    """Notebook 06: whether our differences have the paper's sign, cell by cell. ours: per cell
+    the difference from our own baseline (`ours`, a fraction), its seeds (`seeds`) and whether
+    it is resolved (`resolved`); paper: the paper's difference per cell, indexed alike."""
     shared = ours.index.intersection(paper.index)
-    same = [k for k in shared if np.sign(ours[k]) == np.sign(paper[k])]
+    same = [k for k in shared if np.sign(ours.loc[k, "ours"]) == np.sign(paper[k])]
     text = (
         f"{what}: ours has the paper's sign in {len(same)} of {len(shared)} cells "
-        f"({', '.join(map(str, same)) or 'none'}); our interval excludes 0 in "
-        f"{int(resolved.reindex(shared).fillna(False).sum())} of them."
+        f"({', '.join(map(str, same)) or 'none'})"
     )
-    return text
-
-
-def paper_comparison(headline: dict, alpha: float, *agreements: str) -> str:
-    """Notebook 06: ACL against NT-Xent at the study's alpha (study.compare_runs) beside the
-    paper's pair of runs, then the sign agreements (paper_agreement), one bullet each."""
-    published = PAPER_SSL_LINEAR_ACCURACY.set_index("alpha")["accuracy"] / 100
-    lines = [
-        f"- ACL (alpha {alpha:g}, m 0.5) against NT-Xent, paired over {headline['n']} "
-        f"seed{'s' if headline['n'] > 1 else ''}: {headline['verdict']}; over seeds and "
-        f"test clips, {headline['bootstrap_verdict']}. The paper: "
-        f"{pct(published[alpha])} against {pct(published[1.0])} "
-        f"({points(published[alpha] - published[1.0])} points, one run each on "
-        f"{PAPER_TEST_CLIPS} clips, no interval)."
-    ]
-    return "\n".join(lines + [f"- {line}" for line in agreements])
-
-
-def directions(first: str | Path, second: str | Path, names: tuple[str, str]) -> str:
-    """Whether notebook 02's comparisons point the same way on two datasets: first and second
-    are results/<profile>/ folders of two runs of notebook 02, names say which data each is.
-    Each difference with its bootstrap interval (seeds and test clips), then how many agree in
-    sign and how many both intervals resolve."""
-
-    a, b = (read_paired(results).set_index("comparison") for results in (first, second))
-    shared = a.index.intersection(b.index)
-    rows, agree, resolved = [], [], []
-    for name in shared:
-        cis = [side.loc[name, "bootstrap_ci"] for side in (a, b)]
-        diffs = [side.loc[name, "mean_difference"] for side in (a, b)]
-        same = bool(np.sign(diffs[0]) == np.sign(diffs[1]))
-        agree += [name] if same else []
-        resolved += [name] if same and all(_resolved(ci) for ci in cis) else []
-        rows.append(
-            {"comparison": name}
-            | {
-                f"{label} (points)": f"{points(d)} [{points(ci[0])}, {points(ci[1])}]"
-                for label, d, ci in zip(names, diffs, cis, strict=True)
-            }
-            | {"same sign": "yes" if same else "no"}
+    n_seeds = int(ours.loc[shared, "seeds"].min()) if len(shared) else 0
+    if n_seeds < MIN_SEEDS:
+        return text + (
+            f"; with {n_seeds} seed{'s' if n_seeds != 1 else ''} a cell these are descriptive, "
+            "directions without verdicts."
         )
-    summary = (
-        f"The two datasets agree in sign in {len(agree)} of {len(shared)} comparisons"
-        f" ({', '.join(agree) or 'none'}); both 95 % bootstrap intervals (seeds and test clips)"
-        f" exclude 0 with that sign in {len(resolved)} ({', '.join(resolved) or 'none'})."
-    )
-    return pd.DataFrame(rows).to_markdown(index=False) + "\n\n" + summary
+    n_resolved = int(ours.loc[shared, "resolved"].sum())
+    return text + f"; our intervals exclude 0 in {n_resolved} of them."
+
+
+def paper_reading(headline: dict, paper: dict, *agreements: str) -> str:
+    """Notebook 06's reading: our headline difference beside the paper's, what the paper's
+    number can and cannot carry, then the sign agreements (paper_agreement), one bullet each.
+
+    headline: study.compare_runs of ACL against NT-Xent with the patch-weighted accuracy, plus
+    `alpha` and `seed_sd` (sd of our per-seed differences); paper: its ACL and NT-Xent
+    accuracies (`acl`, `nt_xent`, fractions), `clips`, `settings` (how many alphas it chose
+    among) and `disagreement` (the share of test clips on which our paired ACL and NT-Xent runs
+    disagree, mean over seeds)."""
+    n, alpha = headline["n"], headline["alpha"]
+    difference = paper["acl"] - paper["nt_xent"]
+    se = np.sqrt(paper["disagreement"] / paper["clips"])
+    lines = [
+        f"ACL (alpha {alpha:g}, m 0.5) against NT-Xent, patch-weighted accuracy as the paper's "
+        f"self-supervised table, paired over {n} seed{'s' if n > 1 else ''}: over seeds, "
+        f"{headline['verdict']}; over seeds and test clips, {headline['seeds_clips_verdict']}.",
+        f"The paper: {pct(paper['acl'])} against {pct(paper['nt_xent'])} "
+        f"({points(difference)} points), one run each on {paper['clips']} clips. Its test set "
+        f"alone gives that difference a standard error of about "
+        f"{points(se).lstrip('+')} points (two runs scored on the same clips: the square root "
+        f"of the share they disagree on, {pct(paper['disagreement'])} for our paired runs, "
+        f"over {paper['clips']}), not the Wilson interval of one accuracy. Its seed-to-seed "
+        "variation is not measured, which does not make it zero: "
+        + (
+            f"ours is {points(headline['seed_sd']).lstrip('+')} points (sd of the per-seed "
+            "differences)."
+            if n > 1
+            else "ours is not measured either (one seed)."
+        ),
+        f"The paper's alpha {alpha:g} is the best of its {paper['settings']} ACL settings on its "
+        "test set, the one that reports it: the largest of several noisy differences, so biased "
+        "upwards. Ours is the alpha fixed in advance.",
+    ]
+    return "\n".join(f"- {line}" for line in [*lines, *agreements])

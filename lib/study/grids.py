@@ -157,3 +157,23 @@ def control_configs(profile: str, data_dir: str | Path) -> list:
         for reduction in study.reduction_controls
         for seed in study.ablation_seeds
     ]
+
+
+def notebook_configs(profile: str, data_dir: str | Path) -> dict[str, list]:
+    """The runs each training notebook asks for, by its number (the others train nothing)."""
+    comparison = [c for configs in comparison_configs(profile, data_dir).values() for c in configs]
+    controls = control_configs(profile, data_dir)
+    return {
+        "02": [*comparison, *controls, length_curve_config(profile, data_dir)],
+        "03": supervised_configs(profile, data_dir),
+        "04": [*ablation_configs(profile, data_dir), *controls],
+    }
+
+
+def all_configs(profile: str, data_dir: str | Path, notebooks: tuple[str, ...] = ()) -> list:
+    """Every run the notebooks of a profile ask for, or those `notebooks` (numbers, "02") ask
+    for (a run some ask for twice, listed twice)."""
+    by_notebook = notebook_configs(profile, data_dir)
+    return [
+        c for n, configs in by_notebook.items() if not notebooks or n in notebooks for c in configs
+    ]

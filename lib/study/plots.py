@@ -7,6 +7,7 @@ margins purple), accuracies in percent, legends outside the data.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -15,6 +16,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import PercentFormatter
+
+from aclaudio.evaluation.stats import MIN_SEEDS
 
 #: Colours by method. Cross-entropy shares NT-Xent's blue (the loss without an angular term),
 #: supervised ACL shares ACL's red.
@@ -68,11 +71,11 @@ def legend_outside(ax: plt.Axes, **kwargs) -> None:
 
 def paired_seeds(table: pd.DataFrame, methods: list[str], paired: pd.DataFrame) -> plt.Figure:
     """Left: each seed's accuracy per method, one line per seed joining its methods. Right: each
-    comparison's per-seed differences, their mean, the t-interval over seeds and the bootstrap
-    interval over seeds and test clips.
+    comparison's per-seed differences, their mean, the t-interval over seeds and the interval
+    over seeds and test clips (none with one seed).
 
     table: one row per run (method, seed, test_micro); paired: one row per comparison "A - B"
-    with mean_difference, ci (None for one seed) and bootstrap_ci.
+    with mean_difference, ci and seeds_clips_ci (None for one seed).
     """
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"wspace": 0.35})
     wide = table.pivot_table(index="seed", columns="method", values="test_micro")[methods]
@@ -89,10 +92,16 @@ def paired_seeds(table: pd.DataFrame, methods: list[str], paired: pd.DataFrame) 
     right.axvline(0, color="black", lw=1)
     right.set_yticks(range(len(paired)), paired["comparison"])
     right.invert_yaxis()
-    right.set(title="Paired differences", xlabel="difference (points)")
+    n_seeds = int(paired["n"].min())
+    descriptive = f" (descriptive: {n_seeds} seeds)" if n_seeds < MIN_SEEDS else ""
+    right.set(title="Paired differences" + descriptive, xlabel="difference (points)")
     percent_axis(right, "x", points=True)
     legend_outside(right)
     return fig
+
+
+def _has_interval(ci) -> bool:
+    return isinstance(ci, list | tuple) and not pd.isna(ci).any()
 
 
 def _paired_differences(ax: plt.Axes, wide: pd.DataFrame, paired: pd.DataFrame) -> None:
@@ -109,16 +118,16 @@ def _paired_differences(ax: plt.Axes, wide: pd.DataFrame, paired: pd.DataFrame) 
             zorder=3,
             label="a seed" if i == 0 else None,
         )
-        boot = row.bootstrap_ci
-        ax.plot(
-            boot,
-            [i - 0.12] * 2,
-            color=colour(a),
-            lw=2,
-            alpha=0.5,
-            label="95 % interval, seeds and clips" if i == 0 else None,
-        )
-        if row.ci is not None and not pd.isna(row.ci).any():
+        if _has_interval(row.seeds_clips_ci):
+            ax.plot(
+                row.seeds_clips_ci,
+                [i - 0.12] * 2,
+                color=colour(a),
+                lw=2,
+                alpha=0.5,
+                label="95 % interval, seeds and clips" if i == 0 else None,
+            )
+        if _has_interval(row.ci):
             ax.plot(
                 row.ci,
                 [i] * 2,
@@ -137,9 +146,75 @@ def _paired_differences(ax: plt.Axes, wide: pd.DataFrame, paired: pd.DataFrame) 
         )
 
 
+#: The two kNN monitors pretraining logs, as metrics.csv names them and figures label them.
+MONITORS = {
+    "knn_patch_vote_z": "patch vote on z (the authors')",
+    "knn_clip_mean_h": "weighted kNN on clip-mean h",
+}
+
+
+def training_curves(curves: pd.DataFrame) -> plt.Figure:
+    """Left: each run's training loss by epoch. Right: the kNN monitors, the mean over seeds
+    per method with the range of the seeds as a band. A panel with fewer than two epochs to
+    draw says so instead of staying empty.
+
+    curves: metrics.csv rows of every run with `method` and `seed` columns added.
+    """
+    fig, (loss, knn) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"wspace": 0.3})
+    if curves.get("epoch", pd.Series(dtype=float)).nunique() >= 2:
+        sns.lineplot(
+            curves,
+            x="epoch",
+            y="loss",
+            hue="method",
+            units="seed",
+            estimator=None,
+            palette=METHOD_COLOURS,
+            legend=False,
+            ax=loss,
+        )
+    else:
+        _say(loss, "one epoch: no curve to draw")
+    monitored = curves.melt(
+        id_vars=["epoch", "method", "seed"],
+        value_vars=[c for c in MONITORS if c in curves],
+        var_name="monitor",
+        value_name="balanced accuracy",
+    ).dropna()
+    if monitored["epoch"].nunique() >= 2:
+        sns.lineplot(
+            monitored.replace({"monitor": MONITORS}),
+            x="epoch",
+            y="balanced accuracy",
+            hue="method",
+            style="monitor",
+            estimator="mean",
+            errorbar=("pi", 100),
+            palette=METHOD_COLOURS,
+            marker="o",
+            ax=knn,
+        )
+        legend_outside(knn, fontsize=8)
+    else:
+        _say(knn, "fewer than two monitored epochs: no curve to draw")
+    loss.set(title="Training loss, each run", xlabel="epoch", ylabel="loss (own scale per method)")
+    knn.set(
+        title="kNN monitors on the clean subset: mean and range over seeds",
+        xlabel="epoch",
+        ylabel="balanced accuracy",
+    )
+    return fig
+
+
+def _say(ax: plt.Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set(xticks=[], yticks=[])
+
+
 def seeds_and_paper(table: pd.DataFrame, paper: pd.DataFrame, subsets: list[str]) -> plt.Figure:
     """Supervised accuracy by training subset: each seed a point, the mean a bar across it, and
-    the paper's value for the same alpha and subset as a black marker beside it.
+    beside each supervised-ACL column the paper's value for the same alpha and subset as a
+    black marker (the ACL columns are what the paper's table varies).
 
     table: one row per run (subset, alpha, loss, test_micro); paper: the paper's table in %,
     indexed by alpha, one column per subset.
@@ -147,6 +222,7 @@ def seeds_and_paper(table: pd.DataFrame, paper: pd.DataFrame, subsets: list[str]
     fig, ax = plt.subplots(figsize=(9, 4.2))
     losses = sorted(table["loss"].unique(), key=lambda name: name != "CE")
     width = 0.8 / len(losses)
+    first_acl = next((name for name in losses if name != "CE"), None)  # carries the label
     for j, loss in enumerate(losses):
         rows = table[table["loss"] == loss]
         alpha = rows["alpha"].iloc[0]
@@ -161,14 +237,14 @@ def seeds_and_paper(table: pd.DataFrame, paper: pd.DataFrame, subsets: list[str]
                 label=loss if i == 0 else None,
             )
             ax.hlines(seeds.mean(), x - width / 3, x, color=colour(loss), lw=2)
-            if alpha in paper.index and subset in paper.columns:
+            if alpha < 1 and alpha in paper.index and subset in paper.columns:
                 ax.scatter(
                     [x + width / 6],
                     [paper.loc[alpha, subset] / 100],
                     marker="x",
                     color=PAPER_COLOUR,
                     s=40,
-                    label="paper, same alpha (FSDnoisy18k)" if i == j == 0 else None,
+                    label="paper, same alpha" if (i, loss) == (0, first_acl) else None,
                 )
     ax.set_xticks(range(len(subsets)), subsets)
     ax.set(
@@ -181,44 +257,55 @@ def seeds_and_paper(table: pd.DataFrame, paper: pd.DataFrame, subsets: list[str]
     return fig
 
 
-def difference_heatmap(diff: pd.DataFrame, boxed: tuple[float, float], *, title: str) -> plt.Figure:
+def difference_heatmap(
+    diff: pd.DataFrame, boxed: tuple[float, float], *, n_seeds: int, title: str
+) -> plt.Figure:
     """A diverging heatmap of differences in points (alpha rows x margin columns), red where
-    ACL is higher, blue where NT-Xent is, with the cell `boxed` = (alpha, margin) outlined."""
+    ACL is higher, blue where NT-Xent is, with the cell `boxed` = (alpha, margin) outlined.
+    Cells of fewer than stats.MIN_SEEDS seeds are labelled descriptive (colour bar and each
+    annotation)."""
     fig, ax = plt.subplots(figsize=(1.1 * len(diff.columns) + 3, 0.7 * len(diff) + 2))
     limit = max(float(np.nanmax(np.abs(diff.to_numpy()))), 1.0)
+    descriptive = n_seeds < MIN_SEEDS
+    label = "ACL - NT-Xent (points)"
+    if descriptive:  # on a second line, so that the bar's label stays as tall as the map
+        label += f"\n(*) descriptive: {n_seeds} seed{'s' if n_seeds > 1 else ''} a cell"
+    annotations = diff.map(lambda v: "" if pd.isna(v) else f"{v:+.1f}" + ("*" * descriptive))
     sns.heatmap(
         diff,
-        annot=True,
-        fmt="+.1f",
+        annot=annotations,
+        fmt="",
         cmap="RdBu_r",
         center=0,
         vmin=-limit,
         vmax=limit,
-        cbar_kws={"label": "ACL - NT-Xent (points)"},
+        cbar_kws={"label": label},
         ax=ax,
     )
     alpha, margin = boxed
     if alpha in diff.index and margin in diff.columns:
         row, col = diff.index.get_loc(alpha), diff.columns.get_loc(margin)
         ax.add_patch(Rectangle((col, row), 1, 1, fill=False, edgecolor="black", lw=3))
-    ax.set(title=title, xlabel="margin m (rad)", ylabel="alpha")
+    ax.set(xlabel="margin m (rad)", ylabel="alpha")
+    ax.set_title(textwrap.fill(title, 45), loc="left")  # within the figure's width
     return fig
 
 
 def class_styles(classes: list[str], partners: dict[str, str]) -> dict[str, tuple]:
-    """A (colour, marker) per class in which each confusable pair shares a hue, dark and light:
-    a map then shows at a glance whether partners are told apart. Classes without a partner get
-    a hue of their own; after 10 hues the markers change."""
+    """A (colour, marker) per class in which each confusable pair shares a hue, one dark with
+    circles, the other light with triangles: a map then shows at a glance whether partners
+    are told apart, and which is which. Classes without a partner get a hue of their own;
+    after 10 hues the markers change (squares and diamonds)."""
     tab20 = plt.get_cmap("tab20").colors
     styles, groups = {}, 0
     for name in classes:
         if name in styles:
             continue
-        hue, marker = groups % 10, "o^sD"[groups // 10 % 4]
-        styles[name] = (tab20[2 * hue], marker)
+        hue, markers = groups % 10, ("o^", "sD")[groups // 10 % 2]
+        styles[name] = (tab20[2 * hue], markers[0])
         partner = partners.get(name)
         if partner in classes and partner not in styles:
-            styles[partner] = (tab20[2 * hue + 1], marker)
+            styles[partner] = (tab20[2 * hue + 1], markers[1])
         groups += 1
     return styles
 

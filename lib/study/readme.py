@@ -26,10 +26,10 @@ def readme_headline(results: str | Path) -> str:
         .rename_axis("method")
     )
     accuracy.columns = ["mean test accuracy", "min", "max", "seeds"]
-    verdicts = paired[["comparison", "verdict", "bootstrap_verdict"]].rename(
+    verdicts = paired[["comparison", "verdict", "seeds_clips_verdict"]].rename(
         columns={
             "verdict": "over seeds (t-interval)",
-            "bootstrap_verdict": "over seeds and test clips",
+            "seeds_clips_verdict": "over seeds and test clips",
         }
     )
     return (

@@ -29,6 +29,7 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 62em; margin: 1em auto 3em; padding: 0 1em;
        line-height: 1.5; color: #222; }
 nav { margin-bottom: 1em; }
+ul.notebooks { list-style: none; padding-left: 0; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; border: 0; }
 th, td { border: 0; border-bottom: 1px solid #ccc; padding: 3px 10px; text-align: left; }
 .jp-OutputArea-output { overflow-x: auto; }
@@ -36,7 +37,13 @@ pre { background: #f5f5f5; padding: 0.5em; white-space: pre-wrap; font-size: 0.8
 [data-mime-type="application/vnd.jupyter.stderr"] pre { background: #fff3f0; }
 img { max-width: 100%; }
 figcaption { color: #555; }
+.jp-CodeCell .jp-Cell-inputWrapper { display: none; }
+#show-code:checked ~ .jp-CodeCell .jp-Cell-inputWrapper { display: block; }
+label[for="show-code"] { color: #555; font-size: 0.9em; }
 """
+
+#: A checkbox that shows the code cells, hidden by default: CSS alone, no script.
+_SHOW_CODE = '<input type="checkbox" id="show-code"><label for="show-code">show code</label>\n'
 
 
 def _page(title: str, body: str, *, nav: bool = True) -> str:
@@ -68,14 +75,14 @@ class _MathMLRenderer(IPythonRenderer):
 
 
 class _StudyExporter(HTMLExporter):
-    """JupyterLab's cells without code or prompts, and without the page around them (JupyterLab's
-    250 kB stylesheet, scripts from a CDN): the notebook read as a study."""
+    """JupyterLab's cells without prompts and without the page around them (JupyterLab's 250 kB
+    stylesheet, scripts from a CDN): the notebook read as a study, its code shown on request
+    (_SHOW_CODE)."""
 
     def __init__(self) -> None:
         super().__init__(
             template_name="lab",
             template_file="base.html.j2",
-            exclude_input=True,
             exclude_input_prompt=True,
             exclude_output_prompt=True,
         )
@@ -191,9 +198,9 @@ def _index(profile: str, pages: dict[str, str], results: Path) -> str:
 <p>A reproduction of <em>Self-supervised learning of audio representations using angular
 contrastive loss</em> (S. Wang, S. Tripathy, A. Mesaros, ICASSP 2023), {profile} profile: the
 {len(pages)} notebooks as <code>run_all.sh</code> executed them.</p>
-<ol>
+<ul class="notebooks">
 {items}
-</ol>"""
+</ul>"""
     headline = artifacts.PRETRAINING_PAIRED.path(results)
     if headline.exists():
         table = pd.read_csv(headline)[["comparison", "verdict"]].to_html(index=False, border=0)
@@ -206,9 +213,11 @@ contrastive loss</em> (S. Wang, S. Tripathy, A. Mesaros, ICASSP 2023), {profile}
         page += f"""
 <h2>The margin and alpha</h2>
 <figure>
-<img src="{_data_uri(figure)}" alt="accuracy over the alpha x margin grid">
-<figcaption>Mean linear-evaluation accuracy over the alpha x margin grid (alpha = 1 is
-NT-Xent, where the margin plays no role).</figcaption>
+<img src="{_data_uri(figure)}" alt="ACL minus NT-Xent over the alpha x margin grid">
+<figcaption>Each cell of the alpha x margin grid: its linear-evaluation accuracy minus
+NT-Xent's (alpha = 1, where the margin plays no role), in points, the mean over seeds; the
+title gives NT-Xent's accuracy, the paper's setting (alpha 0.3, m 0.5) is boxed. With fewer
+than 3 seeds a cell the differences are descriptive (marked *).</figcaption>
 </figure>"""
     return page
 
@@ -233,7 +242,8 @@ def write_report(results: str | Path) -> dict:
         _same_on_every_run(notebook)
         atomic_write_text(path, nbformat.writes(notebook))
         _without_widgets(notebook)
-        page = _page(pages[f"{path.stem}.html"], exporter.from_notebook_node(notebook)[0])
+        cells = exporter.from_notebook_node(notebook)[0]
+        page = _page(pages[f"{path.stem}.html"], _SHOW_CODE + cells)
         atomic_write_text(out / f"{path.stem}.html", page)
     index = _index(results.name, pages, results)
     atomic_write_text(

@@ -18,6 +18,7 @@ import torch
 
 from aclaudio.data.cache import FeatureCache, build_cache
 from aclaudio.data.datasets import load_dataset, subset_mask
+from aclaudio.data.features import patch_frame_index
 from aclaudio.nn import augment
 from aclaudio.training.devices import barrier, rank_and_world
 from aclaudio.training.runs import Run, RunWarning
@@ -30,15 +31,19 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 @dataclass
 class TrainingData:
-    """The feature cache, the rows of each role, and the normalisation statistics."""
+    """The feature cache, the rows of each role, the normalisation statistics and the grid of
+    evaluation patches."""
 
     cache: FeatureCache
     train_rows: np.ndarray
     monitor_rows: np.ndarray
     test_rows: np.ndarray
     classes: list[str]
-    mean: np.ndarray  # per mel band, from the training clips
+    mean: np.ndarray  # per mel band, from the training clips (supervised: patch_statistics)
     std: np.ndarray
+    # evaluation patches (embeddings.embed): every eval_hop frames while they fit, plus (True)
+    # one aligned to the clip's end; the config's eval_end_patch
+    end_patch: bool = False
 
     @classmethod
     def load(cls, config, *, progress: bool = True) -> TrainingData:
@@ -70,6 +75,7 @@ class TrainingData:
             classes=dataset.classes,
             mean=frames.mean(axis=1).astype(np.float32),
             std=frames.std(axis=1).astype(np.float32) + 1e-5,
+            end_patch=getattr(config, "eval_end_patch", False),
         )
 
     @property
@@ -172,20 +178,55 @@ def other_clips(pool: np.ndarray, rows: np.ndarray, rng, n: int = 2) -> list[np.
     return taken[1:]
 
 
-def labelled_random_patches(data: TrainingData, order: np.ndarray, n_steps: int, rng) -> Iterator:
-    """Per batch: one random patch of each clip and its label (fine-tuning)."""
-    for rows in np.array_split(order, n_steps):
+def labelled_random_patches(
+    data: TrainingData, order: np.ndarray, batch_size: int, rng
+) -> Iterator:
+    """Per batch of `batch_size` clips in `order` (the last one smaller, kept as the authors'
+    loader keeps it): one random patch of each clip and its label (fine-tuning)."""
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
         yield data.cache.random_patches(rows, rng=rng)[:, None], data.targets(rows)
 
 
 def patch_index(cache: FeatureCache, rows: np.ndarray, frames: int, hop: int) -> np.ndarray:
-    """(clip row, start frame) of every training patch; short clips give one (repeated) patch."""
+    """(clip row, start frame) of every training patch, cut as the authors cut them: a clip of T
+    frames gives max(1, ceil((T - frames) / hop)) patches starting every `hop` frames, so a last
+    patch that would end exactly on the clip's end is left out; a clip shorter than a patch gives
+    one (repeated) patch."""
     pairs = []
     for row in rows:
-        length = cache.clips["length"].iat[row]
-        starts = range(0, max(length - frames, 0) + 1, hop)
-        pairs.extend((row, s) for s in starts)
-    return np.array(pairs, dtype=np.int64)
+        length = int(cache.clips["length"].iat[row])
+        count = max(1, -(-(length - frames) // hop))  # ceil((length - frames) / hop)
+        pairs.extend((row, j * hop) for j in range(count))
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def patch_statistics(
+    cache: FeatureCache, pairs: np.ndarray, frames: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per mel band mean and standard deviation of the patches at (clip row, start frame) pairs,
+    exactly, as scikit-learn's StandardScaler fitted on their frames stacked: each frame counts
+    once per patch that holds it, the standard deviation is the population one, and a band
+    without variance gets 1. The authors fit it on their training patches (docs/protocol.md)."""
+    if len(pairs) == 0:
+        raise ValueError("no patches to take normalisation statistics from")
+    pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]
+    rows, first = np.unique(pairs[:, 0], return_index=True)
+    shift = cache.clip(int(rows[0])).mean(axis=1, dtype=np.float64)  # against cancellation
+    total, squares, count = np.zeros_like(shift), np.zeros_like(shift), 0
+    for row, starts in zip(rows, np.split(pairs[:, 1], first[1:]), strict=True):
+        length = int(cache.clips["length"].iat[row])
+        weights = np.bincount(patch_frame_index(starts, frames, length).ravel(), minlength=length)
+        x = cache.clip(int(row)).astype(np.float64) - shift[:, None]
+        total += x @ weights
+        squares += (x * x) @ weights
+        count += int(weights.sum())
+    mean = total / count
+    var = np.maximum(squares / count - mean**2, 0.0)
+    eps = np.finfo(np.float64).eps  # scikit-learn's test for a constant feature
+    constant = var <= count * eps * var + (count * (mean + shift) * eps) ** 2
+    std = np.where(constant, 1.0, np.sqrt(var))
+    return (mean + shift).astype(np.float32), std.astype(np.float32)
 
 
 def whole_batches(pairs: np.ndarray, batch_size: int, rng) -> np.ndarray:

@@ -27,16 +27,49 @@ from aclaudio.training.profiles import PROFILES
 
 # Fields that change how a run executes but not what it computes: left out of its hash.
 NOT_HASHED = frozenset({"device", "compile"})
+#: Bounds of RANGES that read "positive" and "below 1".
+POSITIVE, BELOW_ONE = 1e-12, 1 - 1e-12
 
 
 @dataclass(frozen=True)
 class Execution:
-    """How a run executes (device and speed settings), shared by every kind of run."""
+    """How a run executes (device and speed settings), shared by every kind of run.
+
+    Every config checks its values when it is made (the type of each field's default, and the
+    bounds in RANGES): a wrong value fails in one line, before anything is trained or written.
+    """
+
+    #: field -> (lowest, highest) allowed value, None for no bound, for the settings of these
+    #: names that a kind of run has; subclasses add theirs
+    RANGES: ClassVar[dict[str, tuple[float | None, float | None]]] = {
+        "seed": (0, None),
+        "epochs": (0, None),
+        "batch_size": (1, None),
+        "lr": (POSITIVE, None),
+        "momentum": (0, 1),
+        "weight_decay": (0, None),
+        "lr_gamma": (POSITIVE, 1),
+    }
 
     device: str = "auto"
     amp: bool = True  # bfloat16 autocast where the device supports it
     channels_last: bool = True
     compile: bool = False
+
+    def __post_init__(self) -> None:
+        bounds = {
+            k: v
+            for cls in reversed(type(self).__mro__)
+            for k, v in vars(cls).get("RANGES", {}).items()
+        }
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.default is not dataclasses.MISSING and f.default is not None:
+                _check_type(f.name, value, f.default)
+                if isinstance(f.default, float):  # 1 and 1.0 are one setting, one run
+                    object.__setattr__(self, f.name, float(value))
+            if f.name in bounds:
+                _check_bounds(f.name, value, *bounds[f.name])
 
 
 @dataclass(frozen=True)
@@ -57,6 +90,7 @@ class PretrainConfig(DataRun):
     """Self-supervised pretraining followed by linear evaluation (docs/protocol.md)."""
 
     objective_inputs: ClassVar[str] = "views"  # the objectives it takes (nn.objectives)
+    RANGES: ClassVar = {"steps": (0, None), "knn_k": (1, None), "knn_every": (1, None)}
 
     subset: str = "noisy"  # pretraining clips (labels ignored)
     monitor_subset: str = "clean"  # kNN monitor and probe selection
@@ -87,8 +121,12 @@ class PretrainConfig(DataRun):
     # the whole model saved after these steps (at the end of the epoch that reaches each), for
     # probe.curve: accuracy against training length in one run
     snapshot_steps: tuple[int, ...] = ()
+    # evaluation patches (kNN monitor, linear evaluation, embeddings, fine-tuning): every
+    # eval_hop frames while they fit, as the authors'; True adds one aligned to the clip's end
+    eval_end_patch: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _resolve_loss(self)
         if self.monitor not in MONITORS:
             raise ValueError(f"monitor must be one of {', '.join(MONITORS)}; got {self.monitor!r}")
@@ -104,6 +142,15 @@ class SupervisedConfig(DataRun):
     """The supervised baseline CNN with cross-entropy or supervised ACL (docs/protocol.md)."""
 
     objective_inputs: ClassVar[str] = "labels"
+    # raised when the same settings come to compute otherwise, so that stored runs train again
+    # (config_hash); 1: the authors' normalisation, training patches and initialisation
+    REVISION: ClassVar[int] = 1
+    RANGES: ClassVar = {
+        "val_fraction": (POSITIVE, BELOW_ONE),
+        "plateau_factor": (POSITIVE, BELOW_ONE),
+        "plateau_patience": (0, None),
+        "train_hop": (1, None),
+    }
 
     subset: str = "clean"  # clean | noisy | noisy_small | all
     val_fraction: float = 0.15
@@ -120,35 +167,42 @@ class SupervisedConfig(DataRun):
     plateau_patience: int = 5
     train_hop: int = 50  # patches of the training clips, each inheriting the clip's label
     # test: non-overlapping patches, a remainder shorter than a patch dropped (the authors'); True
-    # adds a patch aligned to the clip's end, as the self-supervised evaluation does
+    # adds a patch aligned to the clip's end (as eval_end_patch does in self-supervised runs)
     test_end_patch: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _resolve_loss(self)
 
 
 @dataclass(frozen=True)
 class FinetuneConfig(Execution):
     """Fine-tuning all layers of a pretrained encoder with a linear classifier (cross-entropy on
-    the pretraining subset's labels, the best epoch chosen on the monitor subset)."""
+    the pretraining subset's labels, SGD with the rate x lr_gamma after each of lr_milestones,
+    the epoch of best balanced accuracy on the monitor subset tested)."""
 
     pretrain_run: str = ""  # folder of the pretraining run
     seed: int = 0
+    # the shape of the authors' recipe (the paper profile's): steps after 40 % and 80 % of it
     epochs: int = 30
     batch_size: int = 128
-    lr: float = 0.01  # the authors' notes: all layers, lr 0.01
+    lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-4
+    lr_milestones: tuple[int, ...] = (12, 24)  # epochs
+    lr_gamma: float = 0.1
 
 
 KINDS = {"pretrain": PretrainConfig, "supervised": SupervisedConfig, "finetune": FinetuneConfig}
 
 
 def profile_config(kind: str, profile: str, **overrides: Any):
-    """The config of `kind` ("pretrain" or "supervised") for a profile, with overrides applied."""
+    """The config of `kind` for a profile, with overrides applied (a fine-tuning's profile is
+    its pretraining run's: not a setting of its own)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    return make_config(kind, profile=profile, **PROFILES[profile][kind] | overrides)
+    named = {"profile": profile} if issubclass(KINDS.get(kind, object), DataRun) else {}
+    return make_config(kind, **named | PROFILES[profile][kind] | overrides)
 
 
 def make_config(kind: str, **values: Any):
@@ -255,11 +309,33 @@ def config_hash(config) -> str:
     """Twelve hex digits naming a run: the hash of everything that changes its result."""
     values = {k: v for k, v in config_dict(config).items() if k not in NOT_HASHED}
     values["kind"] = kind_of(config)
+    if getattr(config, "REVISION", 0):  # a kind's protocol revision, where it has one
+        values["revision"] = config.REVISION
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def kind_of(config) -> str:
     return next(kind for kind, cls in KINDS.items() if isinstance(config, cls))
+
+
+def _check_type(name: str, value: Any, default: Any) -> None:
+    """value of the type of the field's default (an int is a fine float; a bool no number)."""
+    expected = type(default)
+    ok = isinstance(value, expected) and not (isinstance(value, bool) and expected is not bool)
+    if expected is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok:
+        raise ValueError(f"{name} must be {expected.__name__}, got {value!r}")
+
+
+def _check_bounds(name: str, value: float, low: float | None, high: float | None) -> None:
+    if (low is not None and value < low) or (high is not None and value > high):
+        words = {POSITIVE: "positive", BELOW_ONE: "below 1"}
+        at_least = words.get(low, f"at least {low:g}") if low is not None else ""
+        at_most = words.get(high, f"at most {high:g}") if high is not None else ""
+        raise ValueError(
+            f"{name} must be {' and '.join(filter(None, (at_least, at_most)))}, got {value!r}"
+        )
 
 
 def _resolve_loss(config) -> None:

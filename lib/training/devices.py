@@ -15,10 +15,17 @@ from torch import nn
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto`: CUDA when there is one, else the CPU; any other name as torch spells it."""
+    """`auto`: CUDA when there is one, else the CPU; any other name as torch spells it.
+
+    On CUDA, float32 matrix products may use TF32, as convolutions do by PyTorch's default:
+    float32 runs (amp off) keep float32 weights and activations at tensor-core speed.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    return device
 
 
 def autocast(device: torch.device, enabled: bool):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import numpy as np
@@ -20,7 +21,8 @@ from tqdm.auto import tqdm
 
 from aclaudio.training.batches import epoch_seed, prefetch
 from aclaudio.training.config import config_row, kind_of
-from aclaudio.training.runs import Run, append_result
+from aclaudio.training.results import append_result
+from aclaudio.training.runs import Run, git_commit
 from aclaudio.training.step import Step
 
 
@@ -86,6 +88,31 @@ def train_epoch(
     return Epoch(total / n_steps, time.perf_counter() - start, norms)
 
 
+def step_sgd(
+    parameters, *, lr: float, momentum: float, weight_decay: float, milestones, gamma: float
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.MultiStepLR]:
+    """The authors' optimiser wherever they train (pretraining, linear evaluation, fine-tuning):
+    SGD with momentum and weight decay, the rate x gamma at each milestone, the scheduler
+    stepped once after each epoch (epochs before the first milestone train at lr)."""
+    optimizer = torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=list(milestones), gamma=gamma
+    )
+    return optimizer, scheduler
+
+
+def config_sgd(parameters, config) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.MultiStepLR]:
+    """step_sgd with a training config's lr, momentum, weight_decay, lr_milestones, lr_gamma."""
+    return step_sgd(
+        parameters,
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        milestones=config.lr_milestones,
+        gamma=config.lr_gamma,
+    )
+
+
 def restore(run: Run, modules: dict[str, object]) -> dict:
     """Load the last checkpoint into the modules; the rest of the state is returned."""
     state = run.load_checkpoint("last")
@@ -109,6 +136,8 @@ def finish(run: Run, summary: dict, started: float, device: torch.device) -> Run
         "kind": kind_of(run.config),
         "wall_seconds": time.perf_counter() - started,
         "device": str(device),
+        "commit": git_commit(),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     # The row first: a kill between the two leaves an unfinished run, which a rerun completes
     # (replacing its row), never a finished run without its row.

@@ -27,13 +27,19 @@ import torch
 
 from aclaudio.data import folders
 from aclaudio.data.atomic import (
+    DamagedFileError,
+    atomic_torch_save,
     atomic_write_text,
     exclusive,
+    read_json_object,
+    read_written,
     remove_stale_temporaries,
-    temporary_path,
 )
-from aclaudio.data.datasets import DatasetError, data_fingerprint
+from aclaudio.data.datasets import data_fingerprint
 from aclaudio.training.config import FinetuneConfig, config_dict, config_hash, kind_of, make_config
+
+#: The file a run writes last: its summary, and the sign that it finished.
+MARKER = "finished.json"
 
 
 class CheckpointError(ValueError):
@@ -55,17 +61,35 @@ class Run:
 
     @property
     def finished(self) -> bool:
-        return (self.path / "finished.json").is_file()
+        """Whether the run finished: its marker is there and reads back. A damaged marker counts
+        as unfinished, with a warning that names it: a rerun evaluates the run again from its
+        checkpoints and writes a new one."""
+        return self._marker() is not None
 
     def summary(self) -> dict:
         """What the finished run reported (empty while it is unfinished)."""
-        marker = self.path / "finished.json"
-        return json.loads(marker.read_text()) if marker.is_file() else {}
+        return self._marker() or {}
+
+    def _marker(self) -> dict | None:
+        marker = self.path / MARKER
+        if not marker.is_file():
+            return None
+        try:
+            return read_written(marker, read_json_object, remedy="the run counts as unfinished")
+        except DamagedFileError as error:
+            warnings.warn(f"{error}: rerun it to evaluate it again", RunWarning, stacklevel=3)
+            return None
 
     def metrics(self) -> pd.DataFrame:
         """The per-epoch metrics so far."""
         file = self.path / "metrics.csv"
-        return pd.read_csv(file) if file.is_file() else pd.DataFrame()
+        if not file.is_file():
+            return pd.DataFrame()
+        remedy = (
+            "delete it to go on: the rows of the epochs so far are lost, the checkpoints and "
+            "the training are not"
+        )
+        return read_written(file, _read_metrics, remedy=remedy)
 
     def log_epoch(self, row: dict[str, Any]) -> None:
         """Append one epoch's metrics; rows of epochs redone after a resume replace the old."""
@@ -76,13 +100,10 @@ class Run:
         atomic_write_text(self.path / "metrics.csv", table.to_csv(index=False))
 
     def save_checkpoint(self, state: dict, name: str = "last") -> None:
-        """Write a checkpoint atomically; the previous `last` is kept as `last.prev`."""
-        target = self.path / f"{name}.pt"
-        tmp = temporary_path(target)
-        torch.save(state, tmp)
-        if name == "last" and target.exists():
-            os.replace(target, self.path / "last.prev.pt")
-        os.replace(tmp, target)
+        """Write a checkpoint atomically; the previous `last` is kept as `last.prev`. A write
+        that fails (a full disk) is an OSError naming the file; nothing earlier is lost."""
+        previous = self.path / "last.prev.pt" if name == "last" else None
+        atomic_torch_save(state, self.path / f"{name}.pt", previous=previous)
 
     def load_checkpoint(self, *names: str) -> dict | None:
         """The first readable checkpoint of these names (default: last), None if none exists.
@@ -133,8 +154,14 @@ class Run:
         weights = self.weights()
         if weights is None:
             return -1
-        model.load_state_dict(weights["model"])
-        return weights["epoch"]
+        try:
+            model.load_state_dict(weights["model"])
+            return int(weights["epoch"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise CheckpointError(
+                f"{self.path}: its checkpoint does not fit the run's model "
+                f"({_first_sentence(error)}); {self.retrain_hint}"
+            ) from None
 
     @property
     def retrain_hint(self) -> str:
@@ -142,23 +169,27 @@ class Run:
         return f"to train it again, delete {self.path} and rerun the command that made it"
 
     def finish(self, summary: dict[str, Any]) -> None:
-        atomic_write_text(self.path / "finished.json", json.dumps(summary, indent=1, default=str))
+        atomic_write_text(self.path / MARKER, json.dumps(summary, indent=1, default=str))
 
 
 def run_id(config) -> str:
     """<kind>-<hash of the config>, with the paths it holds replaced by what they name: the
     dataset (data_dir) by its fingerprint, a fine-tuning's pretraining run by that run's id.
 
-    A data_dir holding no dataset stays as written: such a run cannot train, and says why when
-    it tries.
+    A data_dir holding no dataset is a DatasetError here, before any folder is made.
     """
     identity = config
     if getattr(config, "data_dir", ""):
-        with contextlib.suppress(DatasetError):
-            identity = replace(config, data_dir=data_fingerprint(config.data_dir))
+        identity = replace(config, data_dir=data_fingerprint(config.data_dir))
     if isinstance(config, FinetuneConfig):
         identity = replace(config, pretrain_run=Path(config.pretrain_run).name)
     return f"{kind_of(config)}-{config_hash(identity)}"
+
+
+def find_run(config, runs_dir: str | Path | None = None) -> Run:
+    """The run of this config as it is in the store, made or not; nothing is written, so a
+    finished run reads from a store the process may not write to."""
+    return Run(folders.runs(runs_dir) / run_id(config), config)
 
 
 def open_run(config, runs_dir: str | Path | None = None) -> Run:
@@ -167,13 +198,18 @@ def open_run(config, runs_dir: str | Path | None = None) -> Run:
     config.json records the config as last opened, so that commands given the run's folder
     (linear-eval, finetune, embed) find its dataset where it is now.
     """
-    path = folders.runs(runs_dir) / run_id(config)
-    path.mkdir(parents=True, exist_ok=True)
-    config_file = path / "config.json"
-    text = json.dumps({"kind": kind_of(config), **config_dict(config)}, indent=1)
+    run = find_run(config, runs_dir)
+    run.path.mkdir(parents=True, exist_ok=True)
+    _record_config(run)
+    return run
+
+
+def _record_config(run: Run) -> None:
+    """config.json as this config has it (a moved dataset's new folder), when it differs."""
+    config_file = run.path / "config.json"
+    text = json.dumps({"kind": kind_of(run.config), **config_dict(run.config)}, indent=1)
     if not config_file.is_file() or config_file.read_text() != text:
         atomic_write_text(config_file, text)
-    return Run(path, config)
 
 
 @contextmanager
@@ -182,8 +218,15 @@ def claimed_run(config, runs_dir: str | Path | None = None) -> Iterator[Run]:
 
     A second process asking for the same run says that it waits, waits, then finds the run
     finished (or resumes it, if the first one died). torchrun's other ranks (RANK > 0) share
-    rank 0's claim.
+    rank 0's claim. A run that has finished is returned unclaimed, and nothing is written:
+    reading it needs no write access to the store.
     """
+    run = find_run(config, runs_dir)
+    if run.finished:
+        with contextlib.suppress(OSError):  # a store this process may only read: as it is
+            _record_config(run)
+        yield run
+        return
     run = open_run(config, runs_dir)
     if int(os.environ.get("RANK", "0")) > 0:
         yield run
@@ -191,6 +234,13 @@ def claimed_run(config, runs_dir: str | Path | None = None) -> Iterator[Run]:
     with exclusive(run.path / "run.lock", f"run {run.path}"):
         remove_stale_temporaries(run.path)  # checkpoints a killed process was writing
         yield run
+
+
+def _read_metrics(path: Path) -> pd.DataFrame:
+    table = pd.read_csv(path)
+    if "epoch" not in table.columns:
+        raise ValueError("no epoch column")
+    return table
 
 
 def _first_sentence(error: Exception) -> str:
@@ -205,37 +255,13 @@ def load_run(path: str | Path) -> Run:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{path}: not a run folder (no config.json)")
-    values = json.loads(config_file.read_text())
-    return Run(path, make_config(values.pop("kind"), **values))
+    remedy = f"the run cannot be read: delete {path} and rerun the command that made it"
+    return Run(path, read_written(config_file, _read_config, remedy=remedy))
 
 
-# ----------------------------------------------------------------------------- results table
-
-RESULTS_FILE = "results.csv"
-
-
-def append_result(row: dict[str, Any], runs_dir: str | Path | None = None) -> None:
-    """Add one run's result row under a file lock (safe with concurrent jobs on one store).
-
-    A run has at most one row: a row for a run already in the table replaces the old one (a
-    run killed between its row and its finished marker writes its row again when it is rerun).
-    The table is rewritten atomically, with the union of the columns.
-    """
-    file = folders.runs(runs_dir) / RESULTS_FILE
-    file.parent.mkdir(parents=True, exist_ok=True)
-    row = {"commit": git_commit(), **row}
-    with exclusive(file.with_suffix(".lock"), f"results table {file}"):
-        table = pd.read_csv(file) if file.is_file() else pd.DataFrame()
-        if "run" in row and "run" in table.columns:
-            table = table[table["run"] != row["run"]]
-        table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
-        atomic_write_text(file, table.to_csv(index=False))
-
-
-def load_results(runs_dir: str | Path | None = None) -> pd.DataFrame:
-    """Every result row of the store as a DataFrame (empty when there is none)."""
-    file = folders.runs(runs_dir) / RESULTS_FILE
-    return pd.read_csv(file) if file.is_file() else pd.DataFrame()
+def _read_config(path: Path):
+    values = read_json_object(path)
+    return make_config(values.pop("kind"), **values)
 
 
 def git_commit() -> str:

@@ -1,7 +1,7 @@
 """Warnings as one line each, "Category: message": the file and line of the library that
 raised one, and its source line, tell the reader of a notebook or a terminal nothing. Only
 where asked (`warnings_as_lines`, the command line): nothing changes for the whole process.
-Imports nothing heavy: every command uses it.
+Imports nothing outside the core install: every command, `aclaudio --help` included, uses it.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tqdm.auto import tqdm
-
 
 def show_as_lines(message, category, filename, lineno, file=None, line=None) -> None:
     """warnings.showwarning's signature: one line, written above any progress bar."""
+    from tqdm.auto import tqdm  # the train extra's; a warning comes after the command started
+
     tqdm.write(f"{category.__name__}: {message}", file=file or sys.stderr)
 
 

@@ -74,7 +74,7 @@ def test_bench_linear_writes_a_paired_table(smoke_data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(bench_linear, "_encoders", encoders)
     table = bench_linear.bench_linear(
-        data_dir=smoke_data, seeds=(0, 1), epochs={"small": 2}, pretrain_epochs=1, out_dir=tmp_path
+        models=(bench_linear.BenchModel("small", (0, 1), 2),), data_dir=smoke_data, out_dir=tmp_path
     )
     assert list(table.columns) == [
         "model",

@@ -24,8 +24,13 @@ from aclaudio.training.profiles import PROFILES
 
 
 def test_data_commands(tmp_path, capsys):
-    code, summary, _ = run_cli(capsys, "synth", "--to", tmp_path, "--profile", "smoke")
+    """Each ends with a short line for people (run_all.sh prints it) before its JSON."""
+    code, summary, text = run_cli(capsys, "synth", "--to", tmp_path, "--profile", "smoke")
     assert code == 0 and summary["ok"] and summary["clips"]["test"] == 40
+    assert text.splitlines()[-1] == (
+        f"made the built-in dataset (smoke, seed 0) in {tmp_path}: 20 classes, 60 training "
+        f"clips ({summary['hours']['train']:g} h), 40 test clips"
+    )
     (tmp_path / "FSDnoisy18k.audio_train" / "1.wav").write_bytes(b"")
     code, summary, text = run_cli(capsys, "data", "summary", tmp_path)
     assert code == 0 and summary["n_classes"] == 20
@@ -33,11 +38,54 @@ def test_data_commands(tmp_path, capsys):
         {"split": "train", "fname": "1.wav", "problem": "empty file (0 bytes)"}
     ]
     assert "train/1.wav: empty file (0 bytes)" in text
-    code, summary, _ = run_cli(
+    train = summary["subsets"]["all"]
+    assert text.splitlines()[-1] == (
+        f"{tmp_path}: 20 classes, 59 training clips ({train['hours']:g} h), 40 test clips, "
+        "1 bad files"
+    )
+    code, summary, text = run_cli(
         capsys, "features", tmp_path, "--preset", "cpu", "--cache-dir", tmp_path / "c"
     )
     assert code == 0 and summary["clips"] == 99 and summary["preset_name"] == "cpu"
     assert Path(summary["cache"]).parent == tmp_path / "c"
+    assert text.splitlines()[-1] == (
+        f"feature cache {summary['cache']}: 99 clips, {summary['frames']} frames of "
+        f"{summary['preset']['n_mels']} mel bands (preset cpu), 1 bad files"
+    )
+
+
+def test_data_summary_reads_the_builtin_dataset_by_default(tmp_path, capsys, monkeypatch):
+    """Without DIR: data/builtin-PROFILE of the current folder, or one line with the command
+    that makes it (which does)."""
+    monkeypatch.chdir(tmp_path)
+    code, summary, _ = run_cli(capsys, "data", "summary", "--profile", "smoke")
+    assert code == 1 and summary["error"] == (
+        "data/builtin-smoke: no built-in dataset here; make it with: "
+        "aclaudio synth --to data/builtin-smoke --profile smoke"
+    )
+    make = summary["error"].partition("make it with: ")[2].split()
+    assert run_cli(capsys, *make[1:])[0] == 0
+    code, summary, _ = run_cli(capsys, "data", "summary", "--profile", "smoke")
+    assert code == 0 and summary["root"] == "data/builtin-smoke" and summary["n_classes"] == 20
+    code, summary, _ = run_cli(capsys, "data", "summary")
+    assert code == 1 and summary["error"].startswith("data/builtin-cpu: no built-in dataset")
+    code, summary, _ = run_cli(capsys, "data", "summary", "data/builtin-smoke", "--profile", "cpu")
+    assert code == 1 and summary["error"] == (
+        "give DIR or --profile (the built-in dataset of a profile), not both"
+    )
+
+
+def test_report_prints_a_short_line(tmp_path, capsys):
+    nbformat = pytest.importorskip("nbformat")
+    (tmp_path / "notebooks").mkdir()
+    cells = [nbformat.v4.new_markdown_cell("# A study"), nbformat.v4.new_code_cell("1 + 1")]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), tmp_path / "notebooks" / "01_a.ipynb")
+    code, summary, text = run_cli(capsys, "report", "--results", tmp_path)
+    assert code == 0 and summary["pages"] == ["index.html", "01_a.html"]
+    size = sum(page.stat().st_size for page in (tmp_path / "report").iterdir())
+    assert (
+        text.splitlines()[-1] == f"report: 2 pages, {size / 1e3:,.0f} kB, in {tmp_path / 'report'}"
+    )
 
 
 def test_training_commands(tmp_path, capsys):
@@ -55,6 +103,8 @@ def test_training_commands(tmp_path, capsys):
     code, tuned, _ = run_cli(capsys, "finetune", run_dir, "--set", "epochs=2")
     assert code == 0 and tuned["kind"] == "finetune" and tuned["pretrain_run"] == Path(run_dir).name
     assert Path(tuned["run_dir"]).parent == Path(run_dir).parent
+    tuning = json.loads((Path(tuned["run_dir"]) / "config.json").read_text())
+    assert tuning["lr_milestones"] == [2, 4]  # the smoke profile's, its pretraining run's
     code, embedded, _ = run_cli(capsys, "embed", run_dir, "--subset", "clean")
     assert code == 0 and embedded["clips"] == 20
     code, summary, _ = run_cli(
@@ -102,10 +152,38 @@ def profile_options(parser: argparse.ArgumentParser, command: str = ""):
 
 def test_the_profile_options_are_the_table_of_profiles():
     options = dict(profile_options(cli.build_parser()))
-    assert options.pop("synth") == list(synth.PROFILES)  # the built-in dataset's sizes
-    assert set(options) == {"config show", "pretrain", "supervised", "sweep", "report"}
+    for command in ("synth", "data summary"):  # the built-in dataset's sizes
+        assert options.pop(command) == list(synth.PROFILES)
+    assert set(options) == {
+        "config show",
+        "pretrain",
+        "supervised",
+        "sweep",
+        "report",
+        "export",
+        "runs list",
+        "progress",
+    }
     assert all(choices == list(PROFILES) for choices in options.values())
     assert list(grids.STUDY) == list(PROFILES)
+
+
+def helps(parser: argparse.ArgumentParser, command: str = "aclaudio"):
+    """(where, help text) of every argument and subcommand of the parser, all the way down."""
+    for action in parser._actions:
+        yield f"{command} {'/'.join(action.option_strings) or action.dest}", action.help
+        if isinstance(action, argparse._SubParsersAction):
+            listed = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, sub in action.choices.items():
+                yield f"{command} {name}", listed.get(name)
+                yield from helps(sub, f"{command} {name}")
+
+
+def test_every_argument_and_subcommand_says_what_it_is():
+    """--help explains every argument and subcommand (-h's own text is argparse's)."""
+    found = dict(helps(cli.build_parser()))
+    assert [where for where, text in found.items() if not (text or "").strip()] == []
+    assert len(found) > 100 and "aclaudio runs list --unfinished" in found
 
 
 @pytest.mark.parametrize(
@@ -208,16 +286,19 @@ def test_a_nan_loss_ends_with_one_line_and_a_json_summary(tmp_path, capsys):
     assert "Traceback" not in capsys.readouterr().err
 
 
-def test_a_reader_that_goes_away_gets_no_traceback():
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_a_reader_that_goes_away_gets_no_traceback(unbuffered):
+    """Unbuffered, the pipe breaks inside the command's own printing: still not an error."""
     aclaudio = Path(sys.executable).parent / "aclaudio"
     out = subprocess.run(
         f"'{aclaudio}' config show --profile smoke | head -n 1",
         shell=True,
         capture_output=True,
         text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": unbuffered},
     )
     assert out.returncode == 0 and out.stdout.count("\n") == 1
-    assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
+    assert out.stderr == "", out.stderr
 
 
 def test_a_missing_optional_package_names_its_extra(tmp_path):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import subprocess
@@ -12,10 +13,14 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 import aclaudio
 from aclaudio import cli
+from aclaudio.cli.runs_table import not_in_effect
+from aclaudio.nn import augment
+from aclaudio.recipes.pretrain import epoch_steps
 from aclaudio.training import config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,7 +131,7 @@ def test_config_show_lists_every_setting_of_the_profile(capsys, kind, profile):
     for key, _, text in listed:
         assert config.with_overrides(cfg, [f"{key}={text}"]) == cfg, key
     # the types column names the type --set checks against
-    types = {line.split()[0].partition("=")[0]: line.split()[-1] for line in lines}
+    types = {line.split()[0].partition("=")[0]: line.split()[1] for line in lines}
     assert types == summary["types"]
     assert types["epochs"] == "int" and types["loss.reduction"] == "str"
 
@@ -162,7 +167,51 @@ def test_listed_keys_take_new_values_through_set(capsys):
 
 
 def test_config_show_finetune(capsys):
-    lines, summary = show(capsys, "--kind", "finetune")
-    assert lines[0] == "finetune settings are the same for every profile"
-    assert summary["settings"] == dataclasses.asdict(config.FinetuneConfig())
-    assert "lr=0.01" in [line.split()[0] for line in lines[1:]]
+    for profile, epochs, milestones in (("cpu", 30, [12, 24]), ("paper", 200, [80, 160])):
+        lines, summary = show(capsys, "--kind", "finetune", "--profile", profile)
+        assert lines[0].startswith(f"finetune settings of the {profile} profile")
+        assert (summary["settings"]["epochs"], summary["settings"]["lr_milestones"]) == (
+            epochs,
+            milestones,
+        )
+        assert "lr=0.01" in [line.split()[0] for line in lines[1:]]
+
+
+def plan(cfg) -> list[int]:
+    """The SGD steps of each epoch of a pretraining on 1,000 training clips."""
+    return epoch_steps(cfg, argparse.Namespace(train_rows=range(1000)))
+
+
+def views(cfg) -> torch.Tensor:
+    """A batch of augmented views, drawn from a fixed seed."""
+    x = torch.rand(4, 1, 96, 101, generator=torch.Generator().manual_seed(0))
+    drawn = torch.Generator().manual_seed(1)
+    return augment.augment(x, x.flip(0), cfg.augment, mean=0.5, std=0.3, generator=drawn)
+
+
+#: What each setting marked as taking no effect would change, were it in effect.
+EFFECT = {"epochs": plan, "augment.freq_mask": views, "augment.time_mask": views}
+
+
+@pytest.mark.parametrize("profile", config.PROFILES)
+def test_config_show_marks_the_settings_that_take_no_effect(capsys, profile):
+    """Each marked key, set to another value, changes nothing; the same change where it is
+    not marked does change what it drives (so the check can fail)."""
+    lines, summary = show(capsys, "--profile", profile)
+    cfg = config.profile_config("pretrain", profile)
+    marked = summary["overridden"]
+    assert set(marked) <= set(EFFECT)
+    assert ("epochs" in marked) == (cfg.steps > 0)
+    notes = {line.split()[0].partition("=")[0]: " ".join(line.split()[2:]) for line in lines}
+    assert {key: note for key, note in notes.items() if note} == marked
+    for key in marked:
+        changed = config.with_overrides(cfg, [f"{key}=7"])
+        assert torch.equal(torch.as_tensor(EFFECT[key](changed)), torch.as_tensor(EFFECT[key](cfg)))
+    if cfg.steps > 0:
+        assert marked["epochs"] == "overridden by steps"
+        budgetless = config.with_overrides(cfg, ["steps=0"])
+        assert plan(config.with_overrides(budgetless, ["epochs=7"])) != plan(budgetless)
+    switched_on = config.with_overrides(cfg, ["augment.specaugment=true"])
+    assert "augment.freq_mask" not in not_in_effect(switched_on)
+    masked = config.with_overrides(switched_on, ["augment.freq_mask=7"])
+    assert not torch.equal(views(masked), views(switched_on))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import time
 
 import numpy as np
@@ -198,3 +199,180 @@ def test_unusable_metadata_raises_naming_the_file(tiny_dataset, edit, message):
 def test_missing_root():
     with pytest.raises(datasets.DatasetError, match="dataset folder not found"):
         datasets.load_dataset("/nonexistent/fsd")
+
+
+def riff(*chunks: bytes, form: bytes = b"WAVE") -> bytes:
+    body = form + b"".join(chunks)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def chunk(kind: bytes, body: bytes, size: int | None = None) -> bytes:
+    declared = len(body) if size is None else size
+    return kind + struct.pack("<I", declared) + body + b"\0" * (len(body) % 2)
+
+
+def fmt(*, encoding=1, channels=1, rate=8000, block_align=2, bits=16) -> bytes:
+    fields = (encoding, channels, rate, rate * block_align, block_align, bits)
+    return chunk(b"fmt ", struct.pack("<HHIIHH", *fields))
+
+
+SAMPLES = chunk(b"data", (np.sin(np.arange(800) / 5) * 9000).astype("<i2").tobytes())
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        pytest.param(
+            riff(fmt(), SAMPLES)[:30],
+            ": truncated header, the 'fmt ' chunk at byte 12 declares 16 bytes, "
+            "the file ends 10 bytes later",
+            id="cut-in-fmt",
+        ),
+        pytest.param(
+            b"RIFF\x10\x00",
+            ": truncated header, the file ends at byte 6, in the RIFF header",
+            id="cut-in-riff",
+        ),
+        pytest.param(
+            riff(fmt()),
+            ": truncated header, the file ends at byte 36, before the data chunk",
+            id="no-data",
+        ),
+        pytest.param(
+            riff(chunk(b"LIST", b"INFO")),
+            ": truncated header, the file ends at byte 24, before the fmt chunk",
+            id="no-fmt",
+        ),
+        pytest.param(
+            riff(chunk(b"LIST", b"INFO", size=0xFFFFFFF0), fmt(), SAMPLES),
+            ": truncated header, the 'LIST' chunk at byte 12 declares 4294967280 bytes, "
+            "the file ends 1636 bytes later",
+            id="absurd-chunk-size",
+        ),
+        pytest.param(
+            riff(fmt(), bytes(8), SAMPLES),
+            ": no chunk name at byte 36 (b'\\x00\\x00\\x00\\x00')",
+            id="zeros-for-a-chunk",
+        ),
+        pytest.param(
+            riff(SAMPLES, fmt()), ": the data chunk comes before the fmt chunk", id="data-first"
+        ),
+        pytest.param(
+            riff(chunk(b"fmt ", bytes(8)), SAMPLES),
+            ": the fmt chunk holds 8 bytes, at least 16 expected",
+            id="short-fmt",
+        ),
+        pytest.param(
+            riff(fmt(channels=0), SAMPLES), ": the header declares zero channels", id="no-channels"
+        ),
+        pytest.param(
+            riff(fmt(block_align=0), SAMPLES),
+            ": the header declares a block align of zero",
+            id="zero-block-align",
+        ),
+        pytest.param(
+            riff(fmt(channels=2, block_align=2), SAMPLES),
+            ": a block align of 2 bytes cannot hold 2 channel(s) of 16 bits",
+            id="block-align-too-small",
+        ),
+        pytest.param(
+            riff(fmt(), SAMPLES, form=b"AVI "),
+            ": a RIFF file of form b'AVI ', not WAVE",
+            id="not-wave",
+        ),
+        pytest.param(
+            riff(fmt(encoding=0x1234), SAMPLES),
+            " (Error opening",  # libsndfile names what it cannot decode
+            id="unknown-encoding",
+        ),
+        pytest.param(b"\x00" * 30, " (Error opening", id="not-riff"),
+    ],
+)
+def test_malformed_wav_headers_are_named_problems(tmp_path, content, problem):
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(riff(fmt(), SAMPLES))
+    assert datasets.audio_problem(str(clip)) is None  # the hand-made file itself is fine
+    clip.write_bytes(content)
+    assert datasets.audio_problem(str(clip)).startswith(f"not readable as audio{problem}")
+
+
+def test_a_cut_fmt_chunk_is_a_bad_file_not_a_crash(tiny_dataset):
+    (tiny_dataset / TRAIN_DIR / "2.wav").write_bytes(riff(fmt(), SAMPLES)[:30])
+    problems = problems_of(datasets.load_dataset(tiny_dataset, read_samples=True))
+    assert problems == {
+        "2.wav": "not readable as audio: truncated header, the 'fmt ' chunk at byte 12 "
+        "declares 16 bytes, the file ends 10 bytes later"
+    }
+
+
+def test_wav_of_unknown_length_is_read_to_its_end(tiny_dataset):
+    """Recorders and pipes that cannot seek back write 0xFFFFFFFF as the data chunk's size."""
+    train = tiny_dataset / TRAIN_DIR
+    for name in ("1.wav", "2.wav"):
+        whole = bytearray((train / name).read_bytes())
+        assert whole[36:40] == b"data"
+        whole[4:8] = whole[40:44] = b"\xff\xff\xff\xff"
+        (train / name).write_bytes(whole if name == "1.wav" else whole[:44])
+    dataset = datasets.load_dataset(tiny_dataset, read_samples=True)
+    assert problems_of(dataset) == {"2.wav": "no audio samples (zero length)"}
+    streamed = dataset.clips[dataset.clips["fname"] == "1.wav"].iloc[0]
+    assert streamed["duration"] == pytest.approx(0.5, abs=1e-4)
+    assert len(datasets.read_mono(streamed["path"])[0]) == int(0.5 * 22050)
+
+
+def test_unreadable_files_do_not_stop_the_fingerprint_or_the_cache(tiny_dataset, tmp_path):
+    train = tiny_dataset / TRAIN_DIR
+    intact = datasets.data_fingerprint(tiny_dataset)
+    (train / "2.wav").unlink()
+    (train / "2.wav").symlink_to("2.wav")  # a loop: every system call on it fails (ELOOP)
+    looped = datasets.data_fingerprint(tiny_dataset)
+    assert looped != intact and len(looped) == 16
+    dataset = datasets.load_dataset(tiny_dataset)
+    assert problems_of(dataset) == {"2.wav": "cannot be read (Too many levels of symbolic links)"}
+
+    dataset = datasets.load_dataset(tiny_dataset.parent / tiny_dataset.name)
+    (train / "3.wav").unlink()  # goes bad after loading: the cache names it too
+    (train / "3.wav").symlink_to("3.wav")
+    cache = build_cache(dataset, "cpu", cache_dir=tmp_path / "cache", workers=1, progress=False)
+    assert dict(zip(cache.bad_files["fname"], cache.bad_files["problem"], strict=True)) == {
+        "2.wav": "cannot be read (Too many levels of symbolic links)",
+        "3.wav": "cannot be read (Too many levels of symbolic links)",
+    }
+
+
+def test_names_outside_the_audio_folder_are_refused(tiny_dataset, tmp_path):
+    train, meta = tiny_dataset / TRAIN_DIR, tiny_dataset / "FSDnoisy18k.meta"
+    (train / "sub").mkdir()
+    sf.write(train / "sub" / "deep.wav", tone(300, 0.5), 22050)
+    store = tmp_path / "shared-store"  # links inside the folder may point anywhere
+    store.mkdir()
+    sf.write(store / "kept.wav", tone(300, 0.5), 22050)
+    (train / "linked.wav").symlink_to(store / "kept.wav")
+    rows = [
+        "../FSDnoisy18k.audio_test/5.wav",  # a test clip trained on
+        "/etc/passwd",
+        "sub/../../FSDnoisy18k.audio_test/10.wav",
+        "sub/deep.wav",
+        "linked.wav",
+        "./1.wav",  # the same file as 1.wav
+        "bad\0name.wav",
+    ]
+    with open(meta / "train.csv", "a") as csv:
+        csv.writelines(f"{name},Bell,/m/0,1,0\n" for name in rows)
+    with open(meta / "test.csv", "a") as csv:
+        csv.write("../FSDnoisy18k.audio_train/1.wav,Bell,/m/0\n")
+    dataset = datasets.load_dataset(tiny_dataset, read_samples=True)
+    outside = "name points outside FSDnoisy18k.audio_{}/"
+    assert problems_of(dataset) == {
+        rows[0]: f"train.csv line 14: {outside.format('train')}",
+        rows[1]: f"train.csv line 15: {outside.format('train')}",
+        rows[2]: f"train.csv line 16: {outside.format('train')}",
+        rows[5]: "train.csv line 19: duplicate row for this file, first kept",
+        rows[6]: "train.csv line 20: name holds a NUL character",
+        "../FSDnoisy18k.audio_train/1.wav": f"test.csv line 5: {outside.format('test')}",
+    }
+    assert {"sub/deep.wav", "linked.wav"} <= set(dataset.subset("clean")["fname"])
+    assert len(dataset.subset("all")) == 14 and len(dataset.subset("test")) == 3
+    assert len(datasets.data_fingerprint(tiny_dataset)) == 16
+    # other callers (hear, esc50) hand audio_problem paths straight from their own CSVs
+    assert datasets.audio_problem(str(train / rows[6])) == "cannot be read (embedded null byte)"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -18,19 +20,22 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from aclaudio.data import atomic, datasets, features
+from aclaudio.data import atomic, audio, datasets, features
 from aclaudio.data.cache import build_cache, cache_key
 
 
-@pytest.mark.parametrize("name", ["ssl_paper", "sup_paper", "cpu"])
-def test_log_mel_matches_librosa(name):
-    preset = features.PRESETS[name]
+@pytest.mark.parametrize(
+    "name, norm", [("ssl_paper", None), ("sup_paper", None), ("cpu", None), ("cpu", "slaney")]
+)
+def test_log_mel_matches_librosa(name, norm):
+    """The authors' unnormalised filters (librosa.filters.mel(norm=None)) and librosa's default."""
+    preset = dataclasses.replace(features.PRESETS[name], mel_norm=norm)
     rng = np.random.default_rng(1)
     t = np.arange(preset.sample_rate * 2) / preset.sample_rate
     wave = (np.sin(2 * np.pi * 440 * t * (1 + t)) + 0.1 * rng.standard_normal(len(t))).astype(
         np.float32
     )
-    ours = features.log_mel(torch.from_numpy(wave), name).numpy()
+    ours = features.log_mel(torch.from_numpy(wave), preset).numpy()
     mel = librosa.feature.melspectrogram(
         y=wave,
         sr=preset.sample_rate,
@@ -45,7 +50,7 @@ def test_log_mel_matches_librosa(name):
         fmin=preset.f_min,
         fmax=preset.f_max,
         htk=False,
-        norm="slaney",
+        norm=norm,
     )
     reference = np.log10(mel + preset.log_offset)
     assert ours.shape == reference.shape == (preset.n_mels, 1 + len(wave) // preset.hop_length)
@@ -71,7 +76,7 @@ def test_log_mel_equals_torchaudio_melspectrogram_batched():
         window_fn=torch.hamming_window,
         pad_mode="constant",
         mel_scale="slaney",
-        norm="slaney",
+        norm=None,
     )(waves)
     ours = features.log_mel(waves, preset)
     assert ours.shape == (3, 2, 96, 1 + 5000 // 220)
@@ -80,14 +85,29 @@ def test_log_mel_equals_torchaudio_melspectrogram_batched():
     torch.testing.assert_close(in_chunks, ours, rtol=0, atol=1e-5)
 
 
+def test_audio_is_normalised_as_the_authors_do():
+    """y - mean(y), divided by max |y - mean(y)| + 0.005, one waveform at a time."""
+    waves = torch.tensor([[0.5, -0.5, 1.0, 0.0], [0.02, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    got = features.normalise_audio(waves, "ssl_paper")
+    expected = [[0.25, -0.75, 0.75, -0.25], [0.015, -0.005, -0.005, -0.005]]
+    expected[0] = [v / (0.75 + 0.005) for v in expected[0]]
+    expected[1] = [v / (0.015 + 0.005) for v in expected[1]]
+    torch.testing.assert_close(got, torch.tensor(expected, dtype=torch.float64))
+    # a quiet clip is attenuated by the headroom: peak 0.01 -> 0.01 / 0.015, 3.5 dB below 1
+    quiet = features.normalise_audio(torch.tensor([0.01, -0.01]), "cpu")
+    assert 20 * math.log10(float(quiet.abs().max())) == pytest.approx(-3.52, abs=0.01)
+
+
 def test_load_audio_downmixes_resamples_and_normalises(tmp_path):
     rate = 44100
     t = np.arange(rate) / rate
     left = 0.2 * np.sin(2 * np.pi * 1000 * t)
     sf.write(tmp_path / "stereo.wav", np.stack([left, 0.5 * left], axis=1), rate, subtype="PCM_24")
-    wave = features.load_audio(tmp_path / "stereo.wav", 16000).numpy()
+    wave = audio.load_audio(tmp_path / "stereo.wav", "cpu").numpy()
     assert len(wave) == 16000
-    assert np.abs(wave).max() == pytest.approx(1.0)
+    # the mix (0.15 peak) minus its mean, divided by its peak plus the 0.005 headroom
+    assert np.abs(wave).max() == pytest.approx(0.15 / 0.155, rel=1e-3)
+    assert abs(wave.mean()) < 1e-6
     spectrum = np.abs(np.fft.rfft(wave))
     assert np.argmax(spectrum) == pytest.approx(1000, abs=2)  # 1 Hz bins: still a 1 kHz tone
 
@@ -95,7 +115,7 @@ def test_load_audio_downmixes_resamples_and_normalises(tmp_path):
 def test_load_audio_rejects_silence(tmp_path):
     sf.write(tmp_path / "quiet.wav", np.zeros(1000), 22050)
     with pytest.raises(datasets.AudioError, match="quiet.wav: all-silent"):
-        features.load_audio(tmp_path / "quiet.wav", 22050)
+        audio.load_audio(tmp_path / "quiet.wav", "ssl_paper")
 
 
 def test_unknown_preset():
@@ -108,7 +128,7 @@ def test_cache_holds_every_clip_and_patches(tiny_dataset, tmp_path):
     cache = build_cache(dataset, "cpu", cache_dir=tmp_path / "cache", progress=False)
     assert len(cache) == len(dataset.clips) == 15
     for row in (0, 7, 14):
-        expected = features.clip_log_mel(dataset.clips["path"][row], "cpu")
+        expected = audio.clip_log_mel(dataset.clips["path"][row], "cpu")
         np.testing.assert_allclose(cache.clip(row), expected, atol=2e-3 * np.abs(expected).max())
     # the same object is found again without rebuilding
     again = build_cache(dataset, "cpu", cache_dir=tmp_path / "cache", progress=False)
@@ -134,7 +154,7 @@ def test_clip_patches_cover_the_clip(tiny_dataset, tmp_path):
     )
     long = int(np.argmax(cache.clips["length"]))
     length = cache.clips["length"][long]
-    patches = cache.clip_patches(long, 32, 16)
+    patches = cache.clip_patches(long, 32, 16, end_patch=True)
     starts = list(range(0, length - 32 + 1, 16))
     if starts[-1] + 32 < length:
         starts.append(length - 32)
@@ -144,11 +164,13 @@ def test_clip_patches_cover_the_clip(tiny_dataset, tmp_path):
 
 
 def test_patch_starts_with_and_without_the_end_patch():
-    assert features.patch_starts(250, 100, 100).tolist() == [0, 100, 150]
+    assert features.patch_starts(250, 100, 100, end_patch=True).tolist() == [0, 100, 150]
     assert features.patch_starts(250, 100, 100, end_patch=False).tolist() == [0, 100]
     assert features.patch_starts(300, 100, 100, end_patch=False).tolist() == [0, 100, 200]
-    assert features.patch_starts(300, 100, 100).tolist() == [0, 100, 200]  # no remainder
-    assert features.patch_starts(60, 100, 100).tolist() == [0]  # short: one, repeated to fit
+    assert features.patch_starts(300, 100, 100, end_patch=True).tolist() == [0, 100, 200]
+    assert features.patch_starts(60, 100, 100, end_patch=True).tolist() == [
+        0
+    ]  # short: one, repeated to fit
     assert features.patch_starts(60, 100, 100, end_patch=False).tolist() == [0]
 
 

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 import time
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from aclaudio.nn.augment import (
     AugmentConfig,
+    _crop_boxes,
+    _resized_crop,
     augment,
     compander,
     gaussian_noise,
@@ -35,14 +40,6 @@ def log_mel(batch: int = 8, *, seed: int = 0, dtype: torch.dtype = torch.float32
     g = seeded(seed)
     x = -4 + 1.5 * torch.randn(batch, 1, BANDS, FRAMES, generator=g, dtype=torch.float64)
     return x.clamp_min(FLOOR).to(dtype)
-
-
-def ramps(batch: int) -> torch.Tensor:
-    """Channel 0 holds each bin's frame index, channel 1 its band index: a crop's box can be read
-    off its values."""
-    frames = torch.arange(FRAMES, dtype=torch.float64).expand(BANDS, FRAMES)
-    bands = torch.arange(BANDS, dtype=torch.float64)[:, None].expand(BANDS, FRAMES)
-    return torch.stack([frames, bands]).expand(batch, 2, BANDS, FRAMES).clone()
 
 
 # --- mix-back ---------------------------------------------------------------------------------
@@ -98,59 +95,171 @@ def test_mix_back_rejects_a_mismatched_background():
 # --- random resized crop ----------------------------------------------------------------------
 
 
+CROP = {"scale": (0.8, 1.0), "ratio": (3 / 4, 4 / 3)}
+
+
+def reference_box(rng, bands: int, frames: int, scale, ratio) -> tuple[int, int, int, int]:
+    """The authors' crop box, rewritten from its rules in Python floats: their PIL image of a
+    (frames, bands) array is `bands` wide and `frames` high. Returns (band_start, band_extent,
+    frame_start, frame_extent). `rng` needs uniform(a, b) and randint(a, b) (ends included)."""
+    for _ in range(10):
+        area = rng.uniform(*scale) * bands * frames
+        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        wide, high = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+        if wide <= bands and high <= frames:
+            top = rng.randint(0, frames - high)
+            return rng.randint(0, bands - wide), wide, top, high
+    # No attempt fits: the centred box of the bounding ratio, or the whole patch.
+    wide, high = bands, frames
+    if bands / frames < min(ratio):
+        high = bands / min(ratio)
+    elif bands / frames > max(ratio):
+        wide = frames * max(ratio)
+    left, top = (bands - wide) // 2, (frames - high) // 2
+    edges = [round(v) for v in (left, top, left + wide, top + high)]  # PIL's crop rounds them
+    return edges[0], edges[2] - edges[0], edges[1], edges[3] - edges[1]
+
+
+class Replay:
+    """Feeds reference_box one row of the draws table that _crop_boxes reads."""
+
+    def __init__(self, row: list[float]) -> None:
+        self.uniforms = iter(v for pair in zip(row[:10], row[10:20], strict=True) for v in pair)
+        self.integers = iter(row[20:22])
+
+    def uniform(self, low: float, high: float) -> float:
+        return low + (high - low) * next(self.uniforms)
+
+    def randint(self, low: int, high: int) -> int:
+        return low + min(int(next(self.integers) * (high - low + 1)), high - low)
+
+
+def boxes_of(draws: torch.Tensor, bands: int, frames: int, **crop) -> list[tuple[int, ...]]:
+    columns = _crop_boxes(draws, bands, frames, **crop)
+    for column in columns:
+        assert torch.equal(column, column.round())  # whole numbers
+    return list(zip(*(c.long().tolist() for c in columns), strict=True))
+
+
+def pil_resized_crop(patch: torch.Tensor, box: tuple[int, ...]) -> torch.Tensor:
+    """The authors' resampling: PIL's crop and bilinear resize of a (frames, bands) image."""
+    band_start, band_extent, frame_start, frame_extent = box
+    bands, frames = patch.shape
+    image = Image.fromarray(patch.T.numpy().astype(np.float32), mode="F")
+    image = image.crop(
+        (band_start, frame_start, band_start + band_extent, frame_start + frame_extent)
+    )
+    return torch.from_numpy(np.array(image.resize((bands, frames), Image.BILINEAR)).T.copy())
+
+
 @pytest.mark.parametrize("ratio", [(1.0, 1.0), (3 / 4, 4 / 3)])
 def test_crop_of_the_whole_patch_is_exactly_the_identity(ratio):
     x = log_mel(16)
     assert torch.equal(random_resized_crop(x, scale=(1.0, 1.0), ratio=ratio, generator=seeded()), x)
+    whole = [torch.full((16,), v, dtype=torch.float64) for v in (0, BANDS, 0, FRAMES)]
+    assert torch.equal(_resized_crop(x, *whole), x)
 
 
-def box(out: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Per sample and row (column): the fraction of frames (bands) it spans and where it starts."""
-    frames, bands = out[:, 0], out[:, 1]
-    widths = (frames[:, :, -1] - frames[:, :, 0]) / (FRAMES - 1)
-    heights = (bands[:, -1, :] - bands[:, 0, :]) / (BANDS - 1)
-    return widths, heights, frames[:, 0, 0], bands[:, 0, 0]
+@pytest.mark.parametrize(("bands", "frames"), [(BANDS, FRAMES), (64, 64)])
+def test_crop_resamples_a_box_as_pil_does(bands, frames):
+    boxes = [
+        (0, bands, 0, frames),  # whole
+        (0, bands - 1, 1, frames - 1),
+        (3, bands - 17, 10, frames - 12),
+        (bands // 2, bands // 3, frames // 5, frames // 2),
+        (0, 1, frames - 1, 1),  # a single bin
+        (bands - 1, 1, 0, frames),  # one band, every frame
+        (7, bands - 7, 0, frames - 20),  # against the far band edge
+    ]
+    x = torch.randn(len(boxes), 2, bands, frames, generator=seeded(5))
+    columns = [torch.tensor(c, dtype=torch.float64) for c in zip(*boxes, strict=True)]
+    out = _resized_crop(x, *columns)
+    for patch, crop, box in zip(x, out, boxes, strict=True):
+        for channel in range(2):
+            expected = pil_resized_crop(patch[channel], box)
+            torch.testing.assert_close(crop[channel], expected, rtol=0, atol=1e-5)
 
 
-def test_crop_box_follows_the_scale_and_ratio_bounds():
-    # s ~ U(0.8, 1) and r clipped to [max(3/4, s), min(4/3, 1/s)] give a width sqrt(s r) and a
-    # height sqrt(s / r) both in [s, 1] (so in [0.8, 1]), an area s and an aspect in [3/4, 4/3].
-    out = random_resized_crop(
-        ramps(256), scale=(0.8, 1.0), ratio=(3 / 4, 4 / 3), generator=seeded()
-    )
-    assert (out[:, 0].diff(dim=-1) >= 0).all() and (out[:, 1].diff(dim=-2) >= 0).all()
-    # A box, not a warp: every row spans the same frames, every column the same bands.
-    torch.testing.assert_close(out[:, 0], out[:, 0, :1].expand_as(out[:, 0]))
-    torch.testing.assert_close(out[:, 1], out[:, 1, :, :1].expand_as(out[:, 1]))
-    widths, heights, left, top = box(out)
-    width, height = widths[:, 0], heights[:, 0]
-    eps = 1e-9
-    assert width.min() >= 0.8 - eps and width.max() <= 1 + eps
-    assert height.min() >= 0.8 - eps and height.max() <= 1 + eps
-    area, aspect = width * height, width / height
-    assert area.min() >= 0.8 - eps and area.max() <= 1 + eps
-    assert aspect.min() >= 3 / 4 - eps and aspect.max() <= 4 / 3 + eps
-    assert area.min() < 0.82 and area.max() > 0.98  # the whole scale range is used
-    # Inside the patch, placed anywhere the room allows.
-    assert left.min() >= 0 and (left + width * (FRAMES - 1)).max() <= FRAMES - 1 + eps
-    assert top.min() >= 0 and (top + height * (BANDS - 1)).max() <= BANDS - 1 + eps
-    free = (1 - width) * (FRAMES - 1)
-    placed = left[free > 5] / free[free > 5]
-    assert placed.min() < 0.1 and placed.max() > 0.9
+@pytest.mark.parametrize(
+    ("bands", "frames", "crop"),
+    [
+        (BANDS, FRAMES, CROP),
+        (64, 64, CROP),
+        (40, FRAMES, {"scale": (0.3, 1.0), "ratio": (1 / 3, 3.0)}),  # some fall back
+        (BANDS, FRAMES, {"scale": (0.5, 0.9), "ratio": (1.0, 2.0)}),  # wider in bands
+    ],
+)
+def test_crop_boxes_follow_the_authors_rule_draw_by_draw(bands, frames, crop):
+    draws = torch.rand(4000, 22, generator=seeded(1), dtype=torch.float64)
+    expected = [reference_box(Replay(row), bands, frames, **crop) for row in draws.tolist()]
+    assert boxes_of(draws, bands, frames, **crop) == expected
 
 
-def test_crop_resizes_linearly_with_the_requested_geometry():
-    # s = 0.25 at r = 1: half of each axis; s = 0.5 at r = 2: all frames, half the bands.
-    width, height, *_ = box(random_resized_crop(ramps(8), scale=(0.25, 0.25), ratio=(1.0, 1.0)))
-    torch.testing.assert_close(width, torch.full_like(width, 0.5))
-    torch.testing.assert_close(height, torch.full_like(height, 0.5))
-    out = random_resized_crop(ramps(8), scale=(0.5, 0.5), ratio=(2.0, 2.0))
-    width, height, *_ = box(out)
-    torch.testing.assert_close(width, torch.ones_like(width))
-    torch.testing.assert_close(height, torch.full_like(height, 0.5))
-    # Bilinear resampling of a ramp is a ramp: constant steps along both axes.
-    for steps in (out[:, 0].diff(dim=-1), out[:, 1].diff(dim=-2)):
-        torch.testing.assert_close(steps, steps[:, :1, :1].expand_as(steps))
+def box_statistics(
+    boxes: list[tuple[int, ...]], bands: int, frames: int
+) -> dict[str, torch.Tensor]:
+    b = torch.tensor(boxes, dtype=torch.float64)
+    area = b[:, 1] * b[:, 3] / (bands * frames)
+    full = ((b[:, 1] == bands) | (b[:, 3] == frames)).double()
+    extents = {"band extent": b[:, 1], "frame extent": b[:, 3]}
+    starts = {"band start": b[:, 0], "frame start": b[:, 2]}
+    return {"area": area, "full axis": full} | extents | starts
+
+
+@pytest.mark.parametrize(("bands", "frames"), [(BANDS, FRAMES), (64, 64)])
+def test_crop_box_statistics_match_an_independent_sampler(bands, frames):
+    """200,000 boxes each from the crop's own draws and from Python's random module."""
+    n = 200_000
+    rng = random.Random(0)
+    reference = [reference_box(rng, bands, frames, **CROP) for _ in range(n)]
+    draws = torch.rand(n, 22, generator=seeded(2), dtype=torch.float64)
+    ours = box_statistics(boxes_of(draws, bands, frames, **CROP), bands, frames)
+    theirs = box_statistics(reference, bands, frames)
+    for name, value in ours.items():
+        other = theirs[name]
+        # Two independent samples: the difference of means has this standard error (CLT).
+        error = math.sqrt((value.var() + other.var()).item() / n)
+        assert abs(value.mean() - other.mean()) < 5 * error, name
+    # The authors' boxes, unlike the former clipped ones, rarely span a whole axis.
+    assert 0.85 < ours["area"].mean() < 0.89 and ours["full axis"].mean() < 0.3
+
+
+@pytest.mark.parametrize(
+    ("bands", "frames", "ratio", "box"),
+    [
+        (30, FRAMES, (3 / 4, 4 / 3), (0, 30, 30, 40)),  # every band, 40 frames in the middle
+        (31, FRAMES, (3 / 4, 4 / 3), (0, 31, 29, 41)),  # 41.33 frames from 29: PIL rounds
+        (120, 40, (3 / 4, 4 / 3), (33, 53, 0, 40)),  # 53.33 bands from 33, every frame
+        (BANDS, FRAMES, (4.0, 5.0), (0, BANDS, 38, 24)),  # a ratio that never fits
+    ],
+)
+def test_crop_falls_back_to_a_centred_box_of_the_bounding_ratio(bands, frames, ratio, box):
+    # No attempt can fit: the smallest box is too many bands (or frames) across.
+    x = torch.randn(8, 1, bands, frames, generator=seeded(3))
+    out = random_resized_crop(x, scale=(0.8, 1.0), ratio=ratio, generator=seeded())
+    columns = [torch.full((8,), v, dtype=torch.float64) for v in box]
+    assert torch.equal(out, _resized_crop(x, *columns))
+    assert reference_box(random.Random(0), bands, frames, (0.8, 1.0), ratio) == box
+
+
+def test_crop_falls_back_to_the_whole_patch_when_its_ratio_is_in_range():
+    # Aspect draws of 1 ask for 4/3 as many bands as frames: at least 102 bands, never fitting.
+    draws = torch.rand(64, 22, generator=seeded(4), dtype=torch.float64)
+    draws[:, 10:20] = 1.0
+    assert set(boxes_of(draws, BANDS, FRAMES, **CROP)) == {(0, BANDS, 0, FRAMES)}
+    draws[:, [5, 15]] = torch.tensor([0.0, 0.5], dtype=torch.float64)  # 0.8 of it, square
+    draws[:, [6, 16]] = torch.tensor([0.5, 0.5], dtype=torch.float64)  # would fit too
+    assert {b[1::2] for b in boxes_of(draws, BANDS, FRAMES, **CROP)} == {(88, 88)}  # the first
+
+
+def test_crop_is_reproducible_from_the_generator_and_differs_per_sample():
+    x = log_mel(32)
+    first = random_resized_crop(x, **CROP, generator=seeded(7))
+    again = random_resized_crop(x, **CROP, generator=seeded(7))
+    other = random_resized_crop(x, **CROP, generator=seeded(8))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    crops = random_resized_crop(x[:1].expand_as(x), **CROP, generator=seeded(7))
+    assert crops.flatten(1).unique(dim=0).shape[0] > 20  # one patch, a box per sample
 
 
 # --- compander, noise, SpecAugment, normalisation ---------------------------------------------
@@ -338,3 +447,11 @@ def test_a_paper_batch_takes_well_under_a_second():
         times.append(time.perf_counter() - start)
     print(f"two_views on 128 x 1 x {BANDS} x {FRAMES}: best {min(times) * 1e3:.1f} ms")
     assert min(times) < 1.0
+
+
+def test_a_box_that_rounds_to_nothing_never_fits():
+    """An area so small that an extent rounds to 0 is not a box (torchvision requires at least
+    one pixel): every attempt fails and the central fallback, here the whole patch, is used."""
+    x = torch.rand(3, 1, 8, 8, generator=seeded(2))
+    out = random_resized_crop(x, scale=(1e-4, 1e-4), ratio=(3 / 4, 4 / 3), generator=seeded())
+    assert torch.allclose(out, x, atol=1e-6)

@@ -166,13 +166,48 @@ def test_mean_reduction_is_independent_of_batch_size():
 
 
 @pytest.mark.parametrize(
-    "reduction", ["sum", "sum/", "sum/0", "sum/-25", "sum/x", "sum/inf", "sum/nan", "avg", None]
+    "reduction", ["none", "sum/", "sum/0", "sum/-25", "sum/x", "sum/inf", "sum/nan", "avg", None]
 )
 def test_bad_reduction_is_refused(reduction):
-    with pytest.raises(ValueError, match=r'"mean" or "sum/<D>"'):
+    with pytest.raises(ValueError, match=r'"mean", "sum" or "sum/<D>"'):
         losses.angular_margin(H1, H2, reduction=reduction)
-    with pytest.raises(ValueError, match=r'"mean" or "sum/<D>"'):
+    with pytest.raises(ValueError, match=r'"mean", "sum" or "sum/<D>"'):
         losses.supervised_acl(torch.zeros(2, 2), H1, torch.tensor([0, 1]), reduction=reduction)
+
+
+def test_sum_and_a_divisor_are_the_papers_reduction():
+    # margin 1: the sum over ordered pairs is PULL + PUSH_M1 (worked out above)
+    assert losses.angular_margin(H1, H2, margin=1.0, reduction="sum").item() == pytest.approx(
+        PULL + PUSH_M1, rel=1e-6
+    )
+    by_divisor = losses.angular_margin(H1, H2, margin=1.0, reduction="sum", divisor=25)
+    assert by_divisor.item() == pytest.approx((PULL + PUSH_M1) / 25, rel=1e-6)
+    h1, h2 = torch.randn(8, 16), torch.randn(8, 16)
+    assert losses.acl(h1, h2, reduction="sum", divisor=25) == losses.acl(h1, h2)
+    assert losses.ACL(divisor=25).settings == losses.ACL().settings
+    logits, labels = torch.randn(8, 4), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    assert losses.supervised_acl(logits, h1, labels, reduction="sum", divisor=50) == (
+        losses.supervised_acl(logits, h1, labels)
+    )
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"reduction": "mean", "divisor": 25}, "divisor=25 goes with reduction=.sum.; got 'mean'"),
+        ({"reduction": "sum/25", "divisor": 25}, 'goes with reduction="sum"'),
+        ({"divisor": 0}, "divisor must be a positive number, got 0"),
+        ({"divisor": "25"}, "divisor must be a positive number"),
+    ],
+)
+def test_a_divisor_without_sum_names_what_was_passed(settings, message):
+    with pytest.raises(ValueError, match=message):
+        losses.acl(H1, H2, **settings)
+
+
+def test_objectives_without_a_reduction_take_no_divisor():
+    with pytest.raises(ValueError, match="NTXent takes no divisor"):
+        losses.NTXent(divisor=25)
 
 
 # ---------------------------------------------------------------- acl
@@ -265,6 +300,7 @@ def test_supervised_mean_without_positive_pairs():
         (lambda: losses.angular_margin(H1, H2, margin=-0.1), "margin"),
         (lambda: losses.acl(H1, H2, alpha=1.5), "alpha"),
         (lambda: losses.acl(H1, H2, H1), "both z1 and z2"),
+        (lambda: losses.ACL()(torch.zeros(4, 8), torch.zeros(3, 8)), "h1 and h2 must be"),
         (lambda: losses.supervised_acl(torch.zeros(3, 2), H1, torch.tensor([0, 1])), r"\(B, d\)"),
         (
             lambda: losses.supervised_acl(torch.zeros(2, 2), H1.long(), torch.tensor([0, 1])),

@@ -185,6 +185,34 @@ def test_baseline_cnn_outputs_logits_and_max_pooled_raw_conv3_features():
     assert (feats < 0).any()  # signed: pairs are no longer confined within pi/2 of each other
 
 
+def test_baseline_cnn_keeps_pytorchs_default_initialisation_as_the_authors_model():
+    """SUP model.py builds conv1, conv2, conv3, linear1, linear2 and keeps PyTorch's defaults:
+    after the same seed, the same layers made in that order hold the same values."""
+    torch.manual_seed(7)
+    model = models.BaselineCNN()
+    torch.manual_seed(7)
+    theirs = [
+        nn.Conv2d(1, 24, (5, 5), padding="same"),
+        nn.Conv2d(24, 48, (5, 5), padding="same"),
+        nn.Conv2d(48, 48, (5, 5), padding="same"),
+        nn.Linear(6912, 64),
+        nn.Linear(64, 20),
+    ]
+    ours = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
+        # the default: weights and biases uniform within 1 / sqrt(fan_in) (He-normal's std is
+        # sqrt(2 / fan_in), beyond that bound; its biases are zero)
+        bound = 1 / math.sqrt(a.weight[0].numel())
+        assert a.weight.abs().max() <= bound and a.bias.abs().max() <= bound
+        assert a.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.1)
+        assert (a.bias != 0).all()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
+
+
 def test_baseline_cnn_other_sizes_and_bad_input():
     model = models.BaselineCNN(n_classes=4, n_mels=64, frames=64)
     assert model(patches(2, 64, 64))[0].shape == (2, 4)

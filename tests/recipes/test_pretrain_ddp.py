@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 from aclaudio.data import features, synth
 from aclaudio.nn import models, objectives
 from aclaudio.nn.augment import AugmentConfig
-from aclaudio.training import config, devices, runs
+from aclaudio.training import config, devices, results, runs
 from aclaudio.training.step import Augmentation, contrastive_step
 
 pytestmark = pytest.mark.slow  # process groups and torchrun: not in ./run_tests.sh --fast
@@ -123,4 +123,4 @@ def test_torchrun_pretraining(tmp_path):
     (run_dir,) = (tmp_path / "runs").glob("pretrain-*")
     run = runs.load_run(run_dir)
     assert run.finished and run.metrics()["epoch"].tolist() == [0, 1]
-    assert len(runs.load_results(tmp_path / "runs")) == 1  # evaluated and recorded once
+    assert len(results.load_results(tmp_path / "runs")) == 1  # evaluated and recorded once

@@ -95,5 +95,7 @@ def test_backgrounds_come_from_the_whole_pool_never_the_clip_and_differ():
 def test_unknown_choices_are_clear_errors():
     with pytest.raises(ValueError, match="monitor must be one of patch_vote_z, clip_mean_h, last"):
         config.profile_config("pretrain", "smoke", monitor="best")
-    with pytest.raises(ValueError, match="unknown objective 'vicreg' here; choose one of ntxent"):
-        config.profile_config("pretrain", "smoke", objective="vicreg")
+    with pytest.raises(
+        ValueError, match="unknown objective 'barlow_twins' here; choose one of ntxent"
+    ):
+        config.profile_config("pretrain", "smoke", objective="barlow_twins")

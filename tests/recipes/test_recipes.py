@@ -20,7 +20,7 @@ from aclaudio.nn.objectives import ACL
 from aclaudio.recipes.finetune import finetune
 from aclaudio.recipes.pretrain import pretrain
 from aclaudio.recipes.supervised import supervised
-from aclaudio.training import config, loop, runs
+from aclaudio.training import config, loop, results, runs
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +51,13 @@ def test_pretrain_runs_evaluates_and_is_reused(smoke_data, tmp_path):
     metrics = run.metrics()
     assert metrics["epoch"].tolist() == [0, 1, 2] and np.isfinite(metrics["loss"]).all()
     assert (run.path / "test_embeddings.npz").is_file() and (run.path / "evaluation.json").is_file()
-    results = runs.load_results(tmp_path)
-    assert results["run"].tolist() == [run.id] and results["alpha"].tolist() == [0.5]
+    table = results.load_results(tmp_path)
+    assert table["run"].tolist() == [run.id] and table["alpha"].tolist() == [0.5]
 
     stamp = (run.path / "finished.json").stat().st_mtime_ns
     again = pretrain(cfg, runs_dir=tmp_path, progress=False)  # finished: nothing to do
     assert again.path == run.path and (run.path / "finished.json").stat().st_mtime_ns == stamp
-    assert len(runs.load_results(tmp_path)) == 1
+    assert len(results.load_results(tmp_path)) == 1
 
 
 def test_a_step_budget_trains_exactly_that_many_steps_and_snapshots(smoke_data, tmp_path):
@@ -229,7 +229,7 @@ def test_finetune_trains_all_layers_and_resumes(smoke_data, tmp_path):
     run = finetune(tune, runs_dir=tmp_path, progress=False)
     summary, metrics = run.summary(), run.metrics()
     assert run.finished and summary["pretrain_run"] == parent.id and summary["test_n"] == 40
-    assert summary["best_epoch"] == int(metrics["monitor_micro"].idxmax())
+    assert summary["best_epoch"] == int(metrics["monitor_macro"].idxmax())  # balanced accuracy
     tuned = run.load_checkpoint("last")["model"]
     pretrained = parent.weights()["model"]
     first_conv = next(k for k in pretrained if k.startswith("encoder.") and k.endswith("weight"))

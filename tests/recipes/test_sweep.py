@@ -11,7 +11,7 @@ import pytest
 
 from aclaudio.data import synth
 from aclaudio.recipes import sweep
-from aclaudio.training import config, runs
+from aclaudio.training import config, results, runs
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_local_executor_runs_the_grid_once(smoke_data, tmp_path, monkeypatch):
     configs = seeds(base(smoke_data), [0, 1])
     done = sweep.run_grid(configs, runs_dir=tmp_path, executor="local", parallel=2)
     assert all(run.finished for run in done)
-    table = runs.load_results(tmp_path)
+    table = results.load_results(tmp_path)
     assert sorted(table["seed"]) == [0, 1] and set(table["run"]) == {run.id for run in done}
     assert list((tmp_path / "submitit").glob("*_log.out"))  # submitit really ran the jobs
 
@@ -46,7 +46,7 @@ def test_local_executor_runs_the_grid_once(smoke_data, tmp_path, monkeypatch):
     again = sweep.run_grid(configs, runs_dir=tmp_path, executor="local")
     assert [run.path for run in again] == [run.path for run in done]
     extended = sweep.run_grid(seeds(base(smoke_data), [0, 1, 2]), runs_dir=tmp_path)
-    assert len(extended) == 3 and len(runs.load_results(tmp_path)) == 3  # only seed 2 trained
+    assert len(extended) == 3 and len(results.load_results(tmp_path)) == 3  # only seed 2 trained
 
 
 def test_jobs_from_the_environment_run_each_run_once_through_the_local_executor(
@@ -59,7 +59,7 @@ def test_jobs_from_the_environment_run_each_run_once_through_the_local_executor(
     done = sweep.run_grid([first, second, first], runs_dir=tmp_path)
     assert all(run.finished for run in done) and done[0].path == done[2].path
     assert len(list((tmp_path / "submitit").glob("*_log.out"))) == 2  # one job per run
-    table = runs.load_results(tmp_path)
+    table = results.load_results(tmp_path)
     assert sorted(table["run"]) == sorted({done[0].id, done[1].id})
 
 
@@ -90,7 +90,7 @@ def test_sweep_command(smoke_data, tmp_path, capsys):
     assert cli.main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["grid"] == "supervised" and summary["runs"] == 4  # 2 subsets x 2 alphas
-    assert len(runs.load_results(tmp_path)) == 4
+    assert len(results.load_results(tmp_path)) == 4
 
 
 def test_a_failed_run_ends_the_sweep_command_with_one_line(smoke_data, tmp_path, capsys):
@@ -136,3 +136,23 @@ def test_run_warnings_show_as_one_line_and_only_inside_the_grid(smoke_data, tmp_
     assert lines and all(line.startswith("RunWarning: ") for line in lines), lines
     assert not any(".py:" in line for line in lines)
     assert warnings.showwarning is before
+
+
+def test_a_failing_run_of_an_inline_grid_is_named_and_the_others_kept(
+    smoke_data, tmp_path, monkeypatch
+):
+    real = sweep.pretrain
+
+    def fails_on_seed_1(config, **kwargs):
+        if config.seed == 1:
+            raise RuntimeError("out of memory")
+        return real(config, **kwargs)
+
+    monkeypatch.setattr(sweep, "pretrain", fails_on_seed_1)
+    configs = seeds(base(smoke_data), [0, 1])
+    failing = runs.find_run(configs[1], tmp_path).path
+    with pytest.raises(
+        sweep.SweepError, match=f"run {failing} failed .RuntimeError: out of memory"
+    ):
+        sweep.run_grid(configs, runs_dir=tmp_path)
+    assert runs.find_run(configs[0], tmp_path).finished  # kept for the rerun

@@ -18,15 +18,16 @@ class FakeRun(SimpleNamespace):
         return self.finished
 
 
-def fake_run(root, name, seed, y_true, y_pred):
-    """A finished run as the notebooks see it: its seed, summary and evaluation.json."""
+def fake_run(root, name, seed, y_true, y_pred, patches=None):
+    """A finished run as the notebooks see it: its seed, summary and evaluation.json (each
+    clip's patches: 1 to 4 in turn unless given)."""
     path = root / f"{name}-{seed}"
     path.mkdir()
-    report = accuracy_report(y_true, y_pred, n_classes=3)
+    patches = np.arange(len(y_true)) % 4 + 1 if patches is None else patches
+    report = accuracy_report(y_true, y_pred, n_classes=3, patches=patches)
     (path / "evaluation.json").write_text(json.dumps(report))
-    return FakeRun(
-        config=SimpleNamespace(seed=seed), path=path, finished={"test_micro": report["micro"]}
-    )
+    summary = {"test_micro": report["micro"], "test_patch_weighted": report["patch_weighted"]}
+    return FakeRun(config=SimpleNamespace(seed=seed), path=path, finished=summary)
 
 
 @pytest.fixture
@@ -56,13 +57,34 @@ def test_compare_runs_gives_both_intervals(two_methods):
     a, b, _ = two_methods
     result = compare.compare_runs(a, b, ("A", "B"), n_comparisons=2)
     clips = compare.paired_correctness(a, b)
-    boot = stats.hierarchical_bootstrap(clips.a, clips.b)
-    assert result["bootstrap_ci"] == boot["ci"]
-    assert result["mean_difference"] == pytest.approx(boot["estimate"])
-    assert result["n"] == 3 and result["n_clips"] == 200
-    assert result["bootstrap_verdict"].startswith("A - B = +")  # 30 points apart: resolved
-    assert result["bootstrap_verdict"].endswith("one of 2 comparisons)")
+    both = stats.seed_clip_interval(clips.a, clips.b)
+    assert result["seeds_clips_ci"] == both["ci"]
+    assert result["mean_difference"] == pytest.approx(both["estimate"])
+    assert result["n"] == 3 and result["n_clips"] == 200 and result["resolved"]
+    assert result["seeds_clips_verdict"].startswith("A - B = +")  # 30 points apart: resolved
+    assert result["seeds_clips_verdict"].endswith("one of 2 comparisons)")
     assert result["resolvable_difference"] > 0
+
+
+def test_patch_weighted_comparison_weighs_clips_by_their_patches(two_methods):
+    a, b, _ = two_methods
+    result = compare.compare_runs(a, b, ("A", "B"), accuracy="patch_weighted")
+    clips = compare.paired_correctness(a, b)
+    weighted = stats.seed_clip_interval(clips.a, clips.b, weights=clips.patches)
+    assert result["seeds_clips_ci"] == weighted["ci"] and result["accuracy"] == "patch_weighted"
+    by_seed = {run.config.seed: run.summary()["test_patch_weighted"] for run in a}
+    assert np.mean([by_seed[s] for s in clips.seeds]) - np.mean(
+        [run.summary()["test_patch_weighted"] for run in b if run.config.seed in clips.seeds]
+    ) == pytest.approx(result["mean_difference"])
+
+
+def test_two_seeds_are_descriptive(two_methods):
+    a, b, _ = two_methods
+    result = compare.compare_runs(a[:2], b, ("A", "B"))
+    assert result["n"] == 2 and not result["resolved"]
+    assert result["verdict"].startswith("descriptive (2 seeds): A - B = +")
+    assert result["seeds_clips_verdict"].startswith("descriptive (2 seeds)")
+    assert result["resolvable_difference"] is None
 
 
 def test_runs_on_other_test_clips_are_refused(tmp_path):
@@ -70,5 +92,8 @@ def test_runs_on_other_test_clips_are_refused(tmp_path):
     b = [fake_run(tmp_path, "b", 0, [0, 1, 1], [0, 1, 2])]
     with pytest.raises(ValueError, match="same test clips"):
         compare.paired_correctness(a, b)
+    c = [fake_run(tmp_path, "c", 0, [0, 1, 2], [0, 1, 2], patches=[1, 1, 1])]
+    with pytest.raises(ValueError, match="same test clips and patches"):
+        compare.paired_correctness(a, c)
     with pytest.raises(ValueError, match="share no seed"):
         compare.paired_correctness(a, [fake_run(tmp_path, "c", 5, [0, 1, 2], [0, 1, 2])])

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from aclaudio.evaluation.stats import verdict
+from aclaudio.evaluation.stats import resolved, verdict
 from aclaudio.study import artifacts, conclusions, readme
+from aclaudio.study.directions import directions
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def comparison(name, estimate, ci, boot, n=3, n_comparisons=1):
+def comparison(name, estimate, ci, both, n=3, n_comparisons=1):
+    """A row of study.compare_runs: ci over seeds, `both` over seeds and test clips."""
     a, b = name.split(" - ")
     return {
         "comparison": name,
@@ -21,10 +23,13 @@ def comparison(name, estimate, ci, boot, n=3, n_comparisons=1):
         "n_clips": 400,
         "mean_difference": estimate,
         "ci": ci,
-        "verdict": verdict(a, b, estimate, *ci, n_comparisons=n_comparisons),
-        "bootstrap_ci": boot,
-        "resolvable_difference": 0.02,
-        "bootstrap_verdict": verdict(a, b, estimate, *boot, n_comparisons=n_comparisons),
+        "verdict": verdict(a, b, estimate, *ci, n_seeds=n, n_comparisons=n_comparisons),
+        "seeds_clips_ci": both,
+        "resolvable_difference": 0.02 if n >= 3 else None,
+        "seeds_clips_verdict": verdict(
+            a, b, estimate, *both, n_seeds=n, n_comparisons=n_comparisons
+        ),
+        "resolved": resolved(ci, n) and resolved(both, n),
     }
 
 
@@ -63,18 +68,26 @@ def test_resolved_differences_and_how_many_comparisons():
     )
 
 
-def test_one_seed_says_there_is_no_interval_over_seeds():
-    row = comparison("ACL - NT-Xent", 0.02, [0, 0], [-0.01, 0.05], n=1)
-    row.update(
-        ci=None,
-        verdict="one seed: ACL - NT-Xent = +2.0 points, no interval",
-        resolvable_difference=None,
+def test_fewer_than_three_seeds_are_descriptive():
+    """Two seeds, an interval that excludes 0: still descriptive, never "resolved"."""
+    paired = pd.DataFrame(
+        [comparison("ACL - NT-Xent", -0.033, [-0.064, -0.001], [-0.07, -0.002], n=2)]
     )
-    text = conclusions.comparisons(pd.DataFrame([row]))
-    assert "One seed: no interval over seeds" in text and "resolve differences" not in text
+    text = conclusions.comparisons(paired)
+    assert "descriptive (2 seeds): ACL - NT-Xent = -3.3 points" in text
+    assert "With 2 seeds these differences are descriptive" in text
+    assert "resolv" not in text.replace("resolved differences (a verdict", "")
+    one = comparison("ACL - NT-Xent", 0.02, [0, 0], [0, 0], n=1) | {
+        "ci": None,
+        "seeds_clips_ci": None,
+        "verdict": verdict("ACL", "NT-Xent", 0.02, None, None, n_seeds=1),
+    }
+    text = conclusions.comparisons(pd.DataFrame([one]))
+    assert "descriptive (1 seed): ACL - NT-Xent = +2.0 points, no interval" in text
+    assert "With 1 seed these differences are descriptive" in text
 
 
-def test_supervised_counts_the_subsets_where_acl_is_higher():
+def test_supervised_states_directions_only_with_enough_seeds():
     table = pd.DataFrame(
         {
             "subset": ["clean", "clean", "noisy", "noisy"],
@@ -89,9 +102,9 @@ def test_supervised_counts_the_subsets_where_acl_is_higher():
         }
     )
     text = conclusions.supervised(table)
-    assert "higher than cross-entropy in 1 of 2 comparisons" in text
-    assert "clean: one seed: ACL (alpha 0.7) - CE = +10.0 points" in text
-    assert "about +-5.0 points of test-set uncertainty" in text
+    assert "higher" not in text  # one seed: no direction claimed for the losses
+    assert "clean: descriptive (1 seed): ACL (alpha 0.7) - CE = +10.0 points, no interval" in text
+    assert "1 seed per cell, paired by seed: these differences are descriptive" in text
     assert "In 1 of 4 runs the lowest validation loss came in the last of their 8 epochs" in text
     table["finished_epochs"] = [8, 8, 8, 16]
     assert "In 1 of 4 runs the lowest validation loss came in their last epoch" in (
@@ -147,12 +160,32 @@ def test_the_toy_ties_for_nt_xent_and_not_for_the_class_aware_term():
 
 
 def test_sign_agreement_with_the_paper():
-    ours = pd.Series({0.3: -0.03, 0.7: 0.01, 0.0: -0.02})
+    ours = pd.DataFrame(
+        {"ours": [-0.03, 0.01, -0.02], "seeds": [3] * 3, "resolved": [True, False, False]},
+        index=[0.3, 0.7, 0.0],
+    )
     paper = pd.Series({0.3: 0.029, 0.7: 0.015, 0.0: -0.029, 0.5: -0.002})
-    resolved = pd.Series({0.3: True, 0.7: False, 0.0: False})
-    text = conclusions.paper_agreement(ours, paper, resolved, what="SSL")
+    text = conclusions.paper_agreement(ours, paper, what="SSL")
     assert text.startswith("SSL: ours has the paper's sign in 2 of 3 cells (0.7, 0.0)")
-    assert "excludes 0 in 1 of them" in text
+    assert "our intervals exclude 0 in 1 of them" in text
+    ours["seeds"] = 2
+    text = conclusions.paper_agreement(ours, paper, what="SSL")
+    assert "with 2 seeds a cell these are descriptive" in text and "exclude" not in text
+
+
+def test_the_paper_reading_says_what_its_number_carries():
+    headline = comparison("ACL - NT-Xent", -0.008, [-0.037, 0.021], [-0.04, 0.025], n=5)
+    headline |= {"alpha": 0.3, "seed_sd": 0.024}
+    paper = {"acl": 0.771, "nt_xent": 0.742, "clips": 947, "disagreement": 0.16, "settings": 10}
+    text = conclusions.paper_reading(headline, paper, "- SSL: a line")
+    assert (
+        "patch-weighted accuracy as the paper's self-supervised table, paired over 5 seeds" in text
+    )
+    assert "77.1 % against 74.2 % (+2.9 points), one run each on 947 clips" in text
+    # sqrt(0.16 / 947) = 0.0130: the paired standard error, not one accuracy's Wilson interval
+    assert "a standard error of about 1.3 points" in text and "16.0 % for our paired runs" in text
+    assert "not measured, which does not make it zero: ours is 2.4 points" in text
+    assert "best of its 10 ACL settings on its test set" in text
 
 
 def test_readme_headline_is_results_cpu_tables():
@@ -166,11 +199,15 @@ def test_readme_headline_is_results_cpu_tables():
         assert abs(shown - 100 * accuracy.mean()) <= 0.05 + 1e-9, (method, row)
     paired = pd.read_csv(artifacts.PRETRAINING_PAIRED.path(REPO / "results" / "cpu"))
     assert all(v in block for v in paired["verdict"])
-    assert all(v in block for v in paired["bootstrap_verdict"])
-    resolved = [
+    assert all(v in block for v in paired["seeds_clips_verdict"])
+    resolved = paired.loc[paired["resolved"], "comparison"].tolist()
+    assert resolved == [
         row.comparison
         for row in paired.itertuples()
-        if not any(v.startswith("no resolvable") for v in (row.verdict, row.bootstrap_verdict))
+        if not any(
+            v.startswith(("no resolvable", "descriptive"))
+            for v in (row.verdict, row.seeds_clips_verdict)
+        )
     ]
     assert f"resolved by both intervals ({', '.join(resolved)})" in block or (
         not resolved and "none is resolved by both intervals" in block
@@ -188,8 +225,7 @@ def test_write_readme_headline_replaces_only_the_block(tmp_path):
 
 def test_directions_on_two_datasets_count_signs_and_resolved_agreements(tmp_path):
     """Notebook 02 run on two datasets: each comparison's sign, then the counts of agreements
-    and of agreements that both bootstrap intervals resolve (tables written as notebook 02 does).
-    """
+    and of agreements that both studies resolve (tables written as notebook 02 does)."""
     first = [
         comparison("ACL - NT-Xent", -0.02, [-0.04, 0.0], [-0.05, 0.01]),
         comparison("NT-Xent - random init", 0.15, [0.12, 0.18], [0.11, 0.19]),
@@ -203,7 +239,7 @@ def test_directions_on_two_datasets_count_signs_and_resolved_agreements(tmp_path
     for name, rows in (("a", first), ("b", second)):
         artifacts.results_dir(name, tmp_path)
         pd.DataFrame(rows).to_csv(artifacts.PRETRAINING_PAIRED.path(tmp_path / name))
-    text = conclusions.directions(tmp_path / "a", tmp_path / "b", ("seed 0", "seed 1"))
+    text = directions(tmp_path / "a", tmp_path / "b", ("seed 0", "seed 1"))
     row = next(line for line in text.splitlines() if line.startswith("| ACL - NT-Xent "))
     assert [cell.strip() for cell in row.split("|")[1:-1]] == [
         "ACL - NT-Xent",
@@ -212,10 +248,10 @@ def test_directions_on_two_datasets_count_signs_and_resolved_agreements(tmp_path
         "no",
     ]
     assert "agree in sign in 2 of 3 comparisons (NT-Xent - random init, ACL - random init)" in text
-    assert "exclude 0 with that sign in 1 (NT-Xent - random init)" in text
+    assert "resolve it with that sign (both intervals, 3 seeds or more) in 1 (NT-Xent" in text
 
 
-def test_embeddings_says_which_way_each_number_moved():
+def test_embeddings_describes_two_runs_without_a_direction():
     geometry = pd.DataFrame(
         {"tolerance (z)": [0.296, 0.320], "uniformity (z)": [-3.61, -3.63]},
         index=["NT-Xent", "ACL"],
@@ -224,8 +260,16 @@ def test_embeddings_says_which_way_each_number_moved():
         {"positive: mean angle (rad)": [0.186, 0.254], "negative: fraction below m": [0.1, 0.1]},
         index=["NT-Xent", "ACL"],
     )
-    text = conclusions.embeddings(geometry, angles)
-    assert "tolerance (z): NT-Xent 0.296, ACL 0.320: ACL tighter classes." in text
-    assert "uniformity (z): NT-Xent -3.610, ACL -3.630: ACL more uniform." in text
-    assert "ACL 0.254: ACL views of a clip further apart." in text
-    assert "negative: fraction below m: NT-Xent 0.100, ACL 0.100: ACL the same." in text
+    text = conclusions.embeddings(geometry, angles, seed=0)
+    assert "- tolerance (z): NT-Xent 0.296, ACL 0.320" in text
+    assert "- uniformity (z): NT-Xent -3.610, ACL -3.630" in text
+    assert "One run of each loss (seed 0): these numbers describe these two encoders" in text
+    assert "more uniform" in text and "ACL more uniform" not in text  # a definition, no claim
+
+
+def test_the_committed_pages_hold_no_warning():
+    """results/cpu/report/ as committed: no warning of any kind on the study's pages."""
+    pages = sorted((REPO / "results" / "cpu" / "report").glob("*.html"))
+    assert len(pages) == 8
+    for page in pages:
+        assert "Warning:" not in page.read_text(), page.name

@@ -85,7 +85,7 @@ def test_compare_paired():
     assert (
         one["n"] == 1
         and one["mean_difference"] == pytest.approx(0.02)
-        and "one seed" in one["verdict"]
+        and one["verdict"].startswith("descriptive (1 seed)")
         and one["resolvable_difference"] is None
     )
     with pytest.raises(ValueError, match="share no seed"):

@@ -15,8 +15,9 @@ import soundfile as sf
 import torch
 
 from aclaudio.data import folders, layout, synth
+from aclaudio.data.datasets import DatasetError
 from aclaudio.recipes.pretrain import pretrain
-from aclaudio.training import config, runs
+from aclaudio.training import config, results, runs
 
 
 def test_paper_profile_carries_the_paper_settings():
@@ -53,6 +54,17 @@ def test_paper_profile_carries_the_paper_settings():
         1e-3,
         "sum/50",
     )
+    tune = config.profile_config("finetune", "paper")
+    assert (tune.epochs, tune.batch_size, tune.lr, tune.lr_milestones) == (
+        200,
+        128,
+        0.01,
+        (80, 160),
+    )
+    # the authors' evaluation patches: no end-aligned one, in every profile
+    for profile in ("paper", "cpu", "smoke"):
+        assert config.profile_config("pretrain", profile).eval_end_patch is False
+        assert config.profile_config("supervised", profile).test_end_patch is False
     with pytest.raises(ValueError, match="unknown profile 'huge'"):
         config.profile_config("pretrain", "huge")
 
@@ -99,6 +111,17 @@ def test_hash_names_what_changes_the_result():
     assert config.config_hash(config.make_config("pretrain", **values)) == config.config_hash(base)
 
 
+def test_a_protocol_revision_renames_the_runs_of_its_kind_only(monkeypatch):
+    """Supervised runs compute otherwise since revision 1 (the authors' normalisation, patches
+    and initialisation) with the same settings: their ids change, so stored runs train again."""
+    sup = config.profile_config("supervised", "cpu", data_dir="/d")
+    pre = config.profile_config("pretrain", "cpu", data_dir="/d")
+    assert config.SupervisedConfig.REVISION == 1 and not hasattr(config.PretrainConfig, "REVISION")
+    revised = config.config_hash(sup), config.config_hash(pre)
+    monkeypatch.setattr(config.SupervisedConfig, "REVISION", 0)
+    assert config.config_hash(sup) != revised[0] and config.config_hash(pre) == revised[1]
+
+
 def test_run_store_location(tmp_path, monkeypatch):
     monkeypatch.setenv(folders.RUNS_ENV, str(tmp_path / "shared"))
     assert folders.runs() == tmp_path / "shared"
@@ -110,8 +133,15 @@ def test_run_store_location(tmp_path, monkeypatch):
     assert folders.results() == Path("results")
 
 
+def test_a_missing_dataset_leaves_nothing_in_the_store(tmp_path):
+    cfg = config.profile_config("pretrain", "smoke", data_dir=str(tmp_path / "nowhere"))
+    with pytest.raises(DatasetError, match="nowhere/FSDnoisy18k.meta/train.csv: metadata file"):
+        runs.open_run(cfg, tmp_path / "store")
+    assert not (tmp_path / "store").exists()
+
+
 def test_open_and_reload_run(tmp_path):
-    cfg = config.profile_config("pretrain", "smoke", data_dir="/d", alpha=0.5)
+    cfg = config.profile_config("pretrain", "smoke", alpha=0.5)  # no data_dir: no fingerprint
     run = runs.open_run(cfg, tmp_path)
     assert run.path.name == f"pretrain-{config.config_hash(cfg)}" and not run.finished
     again = runs.load_run(run.path)
@@ -198,21 +228,27 @@ def test_corrupt_checkpoint_falls_back_to_the_previous(tmp_path):
 
 def _append_rows(path, worker):
     for i in range(20):
-        runs.append_result({"worker": worker, "i": i}, path)
+        results.append_result({"worker": worker, "i": i}, path)
 
 
 def test_results_table_appends_safely(tmp_path):
-    runs.append_result({"run": "a", "acc": 0.5}, tmp_path)
-    runs.append_result({"run": "b", "acc": 0.6, "extra": 1}, tmp_path)  # a new column
-    table = runs.load_results(tmp_path)
+    results.append_result({"run": "a", "acc": 0.5}, tmp_path)
+    results.append_result({"run": "b", "acc": 0.6, "extra": 1}, tmp_path)  # a new column
+    table = results.load_results(tmp_path)
     assert table["run"].tolist() == ["a", "b"] and table["extra"].isna().tolist() == [True, False]
-    assert "commit" in table.columns
     ctx = multiprocessing.get_context("fork")
     workers = [ctx.Process(target=_append_rows, args=(tmp_path, w)) for w in range(3)]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
-    table = runs.load_results(tmp_path)
+    table = results.load_results(tmp_path)
     assert len(table) == 2 + 60
     assert sorted(table.dropna(subset=["worker"]).groupby("worker")["i"].count()) == [20, 20, 20]
+
+
+def test_the_paper_profile_trains_in_float32_and_the_cpu_profile_in_bfloat16():
+    """The authors trained in float32; bfloat16 autocast is the cpu profile's measured choice."""
+    for kind in ("pretrain", "supervised", "finetune"):
+        assert config.profile_config(kind, "paper").amp is False
+        assert config.profile_config(kind, "cpu").amp is True

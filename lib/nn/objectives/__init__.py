@@ -14,16 +14,21 @@ from typing import Any
 
 from aclaudio.nn.objectives.acl import ACL, acl
 from aclaudio.nn.objectives.angular import AngularMargin, angular_margin
-from aclaudio.nn.objectives.base import Objective
+from aclaudio.nn.objectives.base import Objective, check_settings
 from aclaudio.nn.objectives.cross_entropy import CrossEntropy
+from aclaudio.nn.objectives.margin_ntxent import ArcFaceNTXent, CosFaceNTXent, margin_nt_xent
 from aclaudio.nn.objectives.ntxent import NTXent, nt_xent
 from aclaudio.nn.objectives.supcon import SupCon, supcon
 from aclaudio.nn.objectives.supervised_acl import SupervisedACL, supervised_acl
+from aclaudio.nn.objectives.vicreg import VICReg, vicreg
 
 OBJECTIVES: dict[str, type[Objective]] = {
     "ntxent": NTXent,
     "acl": ACL,
     "angular_margin": AngularMargin,
+    "ntxent_arcface": ArcFaceNTXent,
+    "ntxent_cosface": CosFaceNTXent,
+    "vicreg": VICReg,
     "supervised_acl": SupervisedACL,
     "cross_entropy": CrossEntropy,
     "supcon": SupCon,
@@ -43,6 +48,7 @@ def settings(name: str, inputs: str, values: Any = None):
     from config.json), from Settings itself, or its defaults for None."""
     cls = get(name, inputs)
     if isinstance(values, cls.Settings):
+        check_settings(values)  # dataclasses.replace builds Settings without settings_from
         return values
     if dataclasses.is_dataclass(values):
         raise ValueError(
@@ -61,17 +67,22 @@ __all__ = [
     "ACL",
     "OBJECTIVES",
     "AngularMargin",
+    "ArcFaceNTXent",
+    "CosFaceNTXent",
     "CrossEntropy",
     "NTXent",
     "Objective",
     "SupCon",
     "SupervisedACL",
+    "VICReg",
     "acl",
     "angular_margin",
     "build",
     "get",
+    "margin_nt_xent",
     "nt_xent",
     "settings",
     "supcon",
     "supervised_acl",
+    "vicreg",
 ]

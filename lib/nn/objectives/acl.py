@@ -11,15 +11,30 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from aclaudio.nn.objectives.angular import angular_margin
-from aclaudio.nn.objectives.base import Objective, check_range
+from aclaudio.nn.objectives.base import Objective, check_range, check_views
 from aclaudio.nn.objectives.ntxent import nt_xent
 
 
 class ACL(Objective):
-    """The angular contrastive loss of two views, as named terms: "ntxent" (alpha * NT-Xent)
-    and "angular" (1 - alpha) * L_AM; reduction "sum/25" is the paper's at batch 128.
+    """The angular contrastive loss of two views, as named terms: "ntxent" (alpha * NT-Xent of
+    the projections z) and "angular" ((1 - alpha) * L_AM of the encoder outputs h).
+
+    Args:
+        alpha: the weight of NT-Xent (default 0.3, the paper's best); 1 is NT-Xent alone.
+        margin: m of the angular term, in radians (default 0.5).
+        temperature: NT-Xent's temperature (default 0.2).
+        reduction: of the angular term, "sum/25" (the paper's at batch 128), "sum" with
+            `divisor`, or "mean" (angular_margin).
+        divisor: D, with reduction="sum".
+        gather: under torch.distributed, the loss of the global batch.
+
+    Called with h1, h2 (N, d) of two views, row i of each from clip i, and optionally their
+    projections z1, z2 (N, p); without them NT-Xent compares h. Returns a scalar; `terms`
+    returns the two weighted terms apart.
 
     Example:
+        >>> h1, h2 = torch.randn(8, 64), torch.randn(8, 64)
+        >>> z1, z2 = torch.randn(8, 16), torch.randn(8, 16)
         >>> loss = ACL(alpha=0.3, margin=0.5)(h1, h2, z1, z2)
     """
 
@@ -37,6 +52,7 @@ class ACL(Objective):
         s = self.settings
         if (z1 is None) != (z2 is None):
             raise ValueError("pass both z1 and z2 (projection-head outputs) or neither")
+        check_views(h1, h2, "h1 and h2")
         check_range("alpha", s.alpha, 0.0, 1.0)
         z1, z2 = (h1, h2) if z1 is None else (z1, z2)
         contrastive = nt_xent(z1, z2, temperature=s.temperature, gather=self.gather)
@@ -53,10 +69,11 @@ def acl(
     gather: bool = False,
     **settings,
 ) -> Tensor:
-    """ACL of two views: `ACL(**settings)(h1, h2, z1, z2)`, settings as ACL.Settings (alpha 0.3,
-    margin 0.5, temperature 0.2, reduction "sum/25").
+    """ACL of two views: `ACL(**settings)(h1, h2, z1, z2)`; the settings and shapes as ACL's
+    (alpha 0.3, margin 0.5, temperature 0.2, reduction "sum/25").
 
     Example:
-        >>> loss = acl(h1, h2, z1, z2, alpha=0.3, margin=0.5)
+        >>> h1, h2 = torch.randn(8, 64), torch.randn(8, 64)
+        >>> loss = acl(h1, h2, alpha=0.3, margin=0.5, reduction="sum", divisor=25)
     """
     return ACL(gather=gather, **settings)(h1, h2, z1, z2)

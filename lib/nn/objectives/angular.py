@@ -28,29 +28,13 @@ from aclaudio.nn.objectives.base import (
     check_views,
     full_precision,
     gather_ranks,
+    parse_reduction,
+    with_divisor,
 )
 
 _CHORD_FLOOR = 1e-12  # floor of both squared chords before the square root (see above)
 _CLOSE = 1e-3  # squared chord below which (angle < 0.03 rad) the Gram matrix is not trusted
 _CHUNK = 16384  # close pairs recomputed at a time (bounds memory when features collapse)
-
-
-def parse_reduction(reduction: str) -> float | None:
-    """The divisor D of "sum/<D>", or None for "mean"; anything else is a ValueError."""
-    if reduction == "mean":
-        return None
-    divisor = math.nan
-    if isinstance(reduction, str) and reduction.startswith("sum/"):
-        try:
-            divisor = float(reduction[4:])
-        except ValueError:
-            pass
-    if not (math.isfinite(divisor) and divisor > 0):
-        raise ValueError(
-            f'reduction must be "mean" or "sum/<D>" with D a positive number (the paper uses '
-            f'"sum/25" self-supervised, "sum/50" supervised); got {reduction!r}'
-        )
-    return divisor
 
 
 def _pair_angles(u: Tensor, cos: Tensor, pairs: Tensor) -> Tensor:
@@ -106,17 +90,31 @@ def angular_margin(
     *,
     margin: float = 0.5,
     reduction: str = "sum/25",
+    divisor: float | None = None,
     gather: bool = False,
 ) -> Tensor:
     """Self-supervised L_AM over the 2N views: theta^2 for the two views of a clip, plus
     max(0, margin - theta)^2 for every pair of views from different clips.
 
-    reduction: "sum/<D>" divides the total by D (the paper: 25 at batch 128); "mean" divides
-    each sum by its pair count (2N positives, 2N(2N - 2) negatives).
+    Args:
+        h1, h2: (N, d) float features of two views; row i of each comes from clip i.
+        margin: m, in radians: negative pairs closer than m are pushed apart.
+        reduction: "sum/<D>" (or "sum" with `divisor=D`) divides the sum over ordered pairs by
+            D, the paper's 25 at batch 128; "sum" alone is the plain sum; "mean" divides each
+            sum by its pair count (2N positives, 2N(2N - 2) negatives).
+        divisor: D, with reduction="sum".
+        gather: under torch.distributed, the loss of the global batch (module base).
+
+    Returns:
+        The loss, a scalar tensor.
+
+    Example:
+        >>> h1, h2 = torch.randn(8, 32), torch.randn(8, 32)
+        >>> loss = angular_margin(h1, h2, margin=0.5, reduction="sum", divisor=25)
     """
     check_views(h1, h2, "h1 and h2")
     check_range("margin", margin, 0.0)
-    divisor = parse_reduction(reduction)
+    divisor = parse_reduction(reduction if divisor is None else with_divisor(reduction, divisor))
     h = torch.cat([gather_ranks(h1, gather), gather_ranks(h2, gather)])
     clip = torch.arange(len(h) // 2, device=h.device).repeat(2)  # view k belongs to clip k mod N
     return angular_term(h, clip, margin, divisor)

@@ -42,8 +42,12 @@ class Objective(nn.Module):
     term_labels: ClassVar[dict[str, str]]
     Settings: ClassVar[type]
 
-    def __init__(self, *, gather: bool = False, **settings) -> None:
+    def __init__(self, *, gather: bool = False, divisor: float | None = None, **settings) -> None:
         super().__init__()
+        if divisor is not None:
+            if not any(f.name == "reduction" for f in dataclasses.fields(self.Settings)):
+                raise ValueError(f"{type(self).__name__} takes no divisor (it has no reduction)")
+            settings = {**settings, "reduction": with_divisor(settings.get("reduction"), divisor)}
         self.settings = self.settings_from(settings)
         self.gather = gather
 
@@ -60,7 +64,9 @@ class Objective(nn.Module):
                 f"{cls.__name__} has no setting {', '.join(unknown)}; its settings: "
                 f"{', '.join(known) or 'none'}"
             )
-        return cls.Settings(**values)
+        settings = cls.Settings(**values)
+        check_settings(settings)
+        return settings
 
     @staticmethod
     def total(terms: dict[str, Tensor]) -> Tensor:
@@ -106,6 +112,26 @@ def gather_ranks(x: Tensor, gather: bool) -> Tensor:
     return torch.cat(dist_nn.all_gather(x), dim=0)
 
 
+#: The bounds of the settings objectives share by name (the functions check them again).
+SETTING_RANGES = {"alpha": (0.0, 1.0), "margin": (0.0, math.inf), "temperature": (1e-6, math.inf)}
+
+
+def check_settings(settings) -> None:
+    """Each setting of the right type and in its bounds: a config with alpha 2 or
+    reduction "sum/0" fails when it is made, not in its first training step."""
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if f.name == "reduction":
+            parse_reduction(value)
+            continue
+        if isinstance(f.default, float) and not (
+            isinstance(value, int | float) and not isinstance(value, bool)
+        ):
+            raise ValueError(f"{f.name} must be a number, got {value!r}")
+        if f.name in SETTING_RANGES:
+            check_range(f.name, value, *SETTING_RANGES[f.name])
+
+
 def check_views(a: Tensor, b: Tensor, names: str) -> None:
     if not (isinstance(a, Tensor) and isinstance(b, Tensor)):
         raise TypeError(f"{names} must be tensors, got {type(a).__name__}, {type(b).__name__}")
@@ -133,6 +159,36 @@ def check_labelled(logits: Tensor, feats: Tensor, labels: Tensor) -> None:
             f"labels must lie in [0, {logits.shape[1] - 1}] (one per logit column), "
             f"got values from {labels.min().item()} to {labels.max().item()}"
         )
+
+
+def parse_reduction(reduction: str) -> float | None:
+    """The divisor of a reduction: D for "sum/<D>", 1 for "sum", None for "mean" (each sum over
+    its own pair count); anything else is a ValueError."""
+    if reduction == "mean":
+        return None
+    if reduction == "sum":
+        return 1.0
+    divisor = math.nan
+    if isinstance(reduction, str) and reduction.startswith("sum/"):
+        try:
+            divisor = float(reduction[4:])
+        except ValueError:
+            pass
+    if not (math.isfinite(divisor) and divisor > 0):
+        raise ValueError(
+            f'reduction must be "mean", "sum" or "sum/<D>" with D a positive number (the paper '
+            f'uses "sum/25" self-supervised, "sum/50" supervised); got {reduction!r}'
+        )
+    return divisor
+
+
+def with_divisor(reduction: str | None, divisor: float) -> str:
+    """`reduction="sum", divisor=D` as the one reduction string "sum/<D>" that settings hold."""
+    if reduction not in (None, "sum") or isinstance(divisor, bool):
+        raise ValueError(f'divisor={divisor!r} goes with reduction="sum"; got {reduction!r}')
+    if not (isinstance(divisor, int | float) and math.isfinite(divisor) and divisor > 0):
+        raise ValueError(f"divisor must be a positive number, got {divisor!r}")
+    return f"sum/{divisor:g}"
 
 
 def check_range(name: str, value: float, low: float, high: float = math.inf) -> None:

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
-from aclaudio.nn.objectives.angular import angular_term, parse_reduction
+from aclaudio.nn.objectives.angular import angular_term
 from aclaudio.nn.objectives.base import (
     Objective,
     check_labelled,
     check_range,
     full_precision,
     gather_ranks,
+    parse_reduction,
 )
 
 
@@ -27,15 +28,31 @@ def supervised_acl(
     alpha: float = 0.7,
     margin: float = 0.5,
     reduction: str = "sum/50",
+    divisor: float | None = None,
     gather: bool = False,
 ) -> Tensor:
-    """alpha * cross-entropy(logits, labels) + (1 - alpha) * L_AM(feats) ("sum/50": the paper
-    at batch 64; with "mean" a batch without positive pairs contributes 0 for them).
+    """alpha * cross-entropy(logits, labels) + (1 - alpha) * L_AM(feats), where positives are
+    pairs of one label and negatives pairs of two.
+
+    Args:
+        logits: (B, classes) float classifier outputs.
+        feats: (B, d) float features the angular term compares (the encoder's output).
+        labels: (B,) integer labels in [0, classes).
+        alpha: the weight of cross-entropy; 1 is cross-entropy alone.
+        margin: m, in radians.
+        reduction: "sum/<D>" (or "sum" with `divisor=D`): the paper's "sum/50" at batch 64;
+            "mean": each sum over its pair count (a batch without positive pairs adds 0 for
+            them).
+        divisor: D, with reduction="sum".
+        gather: under torch.distributed, the loss of the global batch.
 
     Example:
-        >>> loss = supervised_acl(logits, feats, labels, alpha=0.7, margin=0.5)
+        >>> logits, feats = torch.randn(8, 4), torch.randn(8, 32)
+        >>> loss = supervised_acl(logits, feats, torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]))
     """
-    objective = SupervisedACL(alpha=alpha, margin=margin, reduction=reduction, gather=gather)
+    objective = SupervisedACL(
+        alpha=alpha, margin=margin, reduction=reduction, divisor=divisor, gather=gather
+    )
     return objective(logits, feats, labels)
 
 

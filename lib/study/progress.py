@@ -1,0 +1,115 @@
+"""Where the main job is: a progress bar over every run of a profile's study, with the time
+left, and a line for each run that finishes. run_all.sh starts it beside the notebooks (the
+notebooks train the runs; this only watches the run store), so the bar is the terminal's and
+never enters a notebook or its page.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from aclaudio.study import grids
+from aclaudio.training.config import kind_of
+from aclaudio.training.runs import Run, find_run
+
+
+@dataclass(frozen=True)
+class StudyRuns:
+    """The runs a profile's notebooks ask for, each once, and which were finished at the start."""
+
+    runs: list[Run]
+    finished_at_start: frozenset[str]
+
+    @classmethod
+    def of(
+        cls, profile: str, data_dir: str | Path, store: str | Path, notebooks: tuple[str, ...] = ()
+    ) -> StudyRuns:
+        """The runs of the study, or of the `notebooks` (numbers, "02") run_all.sh runs."""
+        runs = {}
+        for config in grids.all_configs(profile, data_dir, notebooks):
+            run = find_run(config, store)
+            runs.setdefault(run.id, run)
+        finished = frozenset(run.id for run in runs.values() if run.finished)
+        return cls(list(runs.values()), finished)
+
+    def counts(self) -> dict[str, int]:
+        """How many runs the study has, trained since the start, reused, still unfinished."""
+        finished = sum(run.finished for run in self.runs)
+        reused = len(self.finished_at_start)
+        return {
+            "runs": len(self.runs),
+            "trained": finished - reused,
+            "reused": reused,
+            "unfinished": len(self.runs) - finished,
+        }
+
+
+def label(run: Run) -> str:
+    """A run as a reader names it: kind, objective and its settings, subset, seed."""
+    config, parts = run.config, [kind_of(run.config)]
+    if getattr(config, "epochs", 1) == 0:
+        parts.append("random init")
+    elif hasattr(config, "objective"):
+        settings = {
+            k: getattr(config.loss, k) for k in ("alpha", "margin") if hasattr(config.loss, k)
+        }
+        parts.append(" ".join([config.objective, *(f"{k} {v:g}" for k, v in settings.items())]))
+    if kind_of(config) == "supervised":
+        parts.append(config.subset)
+    return ", ".join([*parts, f"seed {config.seed}"])
+
+
+def watch(study: StudyRuns, *, every: float = 5.0, stop=lambda: False) -> Iterator[str]:
+    """Until every run has finished (or `stop()`): update a bar over the study's runs, with the
+    time left (time_left), and yield a line for each run that finishes ("finished <label> in
+    2 min 41 s")."""
+    done = set(study.finished_at_start)
+    seconds: dict[tuple, list[float]] = {}
+    bar = tqdm(total=len(study.runs), initial=len(done), desc="study runs", unit="run")
+    with bar:
+        while len(done) < len(study.runs) and not stop():
+            for run in study.runs:
+                if run.id not in done and run.finished:
+                    done.add(run.id)
+                    took = float(run.summary().get("wall_seconds", 0.0))
+                    seconds.setdefault(pace(run), []).append(took)
+                    bar.update(1)
+                    yield f"finished {label(run)} in {_duration(took)}"
+            if seconds:
+                left = time_left([r for r in study.runs if r.id not in done], seconds)
+                bar.set_postfix_str(f"about {_duration(left)} left")
+            time.sleep(every)
+
+
+def pace(run: Run) -> tuple[str, bool]:
+    """Runs that take about as long: their kind, and whether they train at all (a random-init
+    run is only a linear evaluation, seconds where a training run takes minutes)."""
+    return kind_of(run.config), getattr(run.config, "epochs", 1) != 0
+
+
+def time_left(unfinished: list[Run], seconds: dict[tuple, list[float]]) -> float:
+    """Each unfinished run at the mean time of the finished runs of its pace, or of all finished
+    runs where none of its pace has finished yet."""
+    every = [s for times in seconds.values() for s in times]
+    mean = {key: sum(times) / len(times) for key, times in seconds.items()}
+    return sum(mean.get(pace(run), sum(every) / len(every)) for run in unfinished)
+
+
+def summary(study: StudyRuns, wall_seconds: float) -> str:
+    """The job's last words: what ran, what was reused, how long it took."""
+    counts = study.counts()
+    return (
+        f"{counts['runs']} runs in the study: {counts['trained']} trained now, "
+        f"{counts['reused']} reused, {counts['unfinished']} unfinished; "
+        f"{_duration(wall_seconds)} in all"
+    )
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
