@@ -151,6 +151,7 @@ assert torch.isfinite(loss) and grad > 0
 model = hear.load_model(sys.argv[1])
 embeddings, ms = hear.get_timestamp_embeddings(torch.randn(2, 16000), model)
 assert embeddings.shape[:2] == ms.shape == (2, 20) and torch.isfinite(embeddings).all()
+assert hear.load_model().scene_embedding_size > 0  # the shipped encoder is package data
 print("core ok", float(loss), embeddings.shape)
 """
 
