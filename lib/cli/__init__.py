@@ -1,8 +1,9 @@
 """The command line: `aclaudio` (main) parses the arguments, runs the subcommand and prints its
 JSON summary as the last line; a subcommand's error is that summary's "error", in one line. A
 subcommand's function is in commands.py (helped by runs_table and embed_audio), its arguments
-in parser.py; bench and bench_linear measure speed against reference code, and gpu_kit holds
-the measurements of the GPU run kit (scripts/gpu_check.sh).
+in parser.py; bench and bench_linear measure speed against reference code, bench_step where a
+pretraining step's time goes, and gpu_kit holds the measurements of the GPU run kit
+(scripts/gpu_check.sh).
 
 May import: every layer (the portable encoder, aclaudio.export and aclaudio.hear, sits beside
 it at the package's top).

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import tempfile
 import time
 from dataclasses import dataclass
@@ -41,19 +42,25 @@ from aclaudio.training.devices import autocast, resolve_device
 @dataclass(frozen=True)
 class BenchModel:
     """One encoder of the bench: its seeds, the probe's epochs (the same in both arms, lr x0.1
-    at 40 % and 80 % of them, as at 80 and 160 of 200) and what of the profile's pretraining
-    length to change (empty: the profile's own)."""
+    at 40 % and 80 % of them, as at 80 and 160 of 200), what of the profile's pretraining
+    length to change (empty: the profile's own), the encoders compared (random init,
+    pretrained) and where the loop's patches start: any frame (1, as the authors) or, with
+    None, on the cached protocol's grid (the preset's eval_hop)."""
 
     encoder: str
     seeds: tuple[int, ...]
     epochs: int
     pretrain: dict = dataclasses.field(default_factory=dict)
+    inits: tuple[str, ...] = ("random", "pretrained")
+    loop_hop: int | None = 1
 
 
 # smoke: everything on the smoke set, so that ResNet-18's loop fits two CPU cores. cpu: the
 # built-in cpu set (1,800 training, 200 clean, 400 test clips), the small encoder pretrained as
 # the cpu study's NT-Xent runs (reused from the run store), and ResNet-18 with as few epochs
 # and pretraining steps as let its loop through the encoder fit the bench's half hour.
+# cpu-grid: where the arms part at the cpu size: the loop with its patches on the cached grid,
+# so that what remains between the arms is batch norm in train mode (table linear-cpu-grid).
 SIZES = {
     "smoke": (
         BenchModel("small", (0, 1, 2), 200, {"epochs": 3}),
@@ -63,7 +70,13 @@ SIZES = {
         BenchModel("small", (0, 1, 2), 200),
         BenchModel("resnet18", (0,), 20, {"steps": 30}),
     ),
+    "cpu-grid": (BenchModel("small", (0, 1, 2), 200, inits=("pretrained",), loop_hop=None),),
 }
+
+
+def table_name(size: str) -> str:
+    """The bench's table: linear for smoke and cpu, linear-<size> for the others."""
+    return "linear" if size in ("smoke", "cpu") else f"linear-{size}"
 
 
 def bench_linear(
@@ -78,8 +91,8 @@ def bench_linear(
     against the authors' loop through the frozen encoder, on the same data and encoders.
 
     Args:
-        size: a key of SIZES: the profile whose pretraining and built-in dataset are used, and
-            the models (unless `models` is given).
+        size: a key of SIZES: its profile (the part before "-") gives the pretraining and the
+            built-in dataset, and SIZES the models (unless `models` is given).
         models: the encoders, seeds and epochs ("small" runs on the cpu preset, "resnet18" on
             ssl_paper).
         data_dir: the dataset; default: the size's built-in set, generated in a temporary
@@ -95,16 +108,16 @@ def bench_linear(
     Example:
         >>> table = bench_linear(size="cpu", runs_dir=Path("runs"))  # doctest: +SKIP
     """
-    rows = []
+    rows, profile = [], size.split("-")[0]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(data_dir).resolve() if data_dir else Path(tmp) / "data"  # as the study's
         if data_dir is None:
-            synthesize(root, profile=size, seed=0, progress=False)
+            synthesize(root, profile=profile, seed=0, progress=False)
         store = Path(runs_dir) if runs_dir else Path(tmp) / "runs"
         for model in models or SIZES[size]:
-            rows += _paired_rows(model, size, root, store)
+            rows += _paired_rows(model, profile, root, store)
     table = _with_summaries(pd.DataFrame(rows))
-    write_table(table, "linear", out_dir)
+    write_table(table, table_name(size), out_dir)
     return table
 
 
@@ -130,13 +143,18 @@ def _paired_rows(model: BenchModel, profile: str, root: Path, store: Path) -> li
         device = resolve_device(config.device)
         data = TrainingData.load(config, progress=False)
         seeded = dataclasses.replace(settings, seed=seed)
+        hop = model.loop_hop or data.cache.preset.eval_hop
+        loop = functools.partial(encoder_loop, hop=hop)
         for init, weights in _encoders(config, device, store).items():
+            if init not in model.inits:
+                continue
             arms = {}
-            for arm, evaluate_with in (("cached", cached_protocol), ("loop", encoder_loop)):
+            for arm, evaluate_with in (("cached", cached_protocol), ("loop", loop)):
                 start = time.perf_counter()
                 report = evaluate_with(copy.deepcopy(weights), data, config, device, seeded)
                 arms[arm] = report | {"seconds": time.perf_counter() - start}
-            rows.append(_paired_row(model.encoder, init, seed, model.epochs, data, arms))
+            row = _paired_row(model.encoder, init, seed, model.epochs, data, arms)
+            rows.append(row | {"loop_hop": hop})
     return rows
 
 

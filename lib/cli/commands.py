@@ -97,13 +97,13 @@ def features(args: argparse.Namespace) -> dict:
 
 
 def bench(args: argparse.Namespace) -> dict:
-    from aclaudio.cli import bench, bench_linear
+    from aclaudio.cli import bench, bench_linear, bench_step
 
     if args.what == "linear":
         from aclaudio.data import folders
 
         data_dir, runs_dir = args.data_dir, args.runs_dir
-        if args.size == "cpu":  # the study's dataset and store: its pretraining runs are reused
+        if args.size.startswith("cpu"):  # the study's dataset and store: its runs are reused
             from aclaudio.data.synth import synthesize
 
             if data_dir is None:  # run_all.sh's built-in dataset (made when missing)
@@ -118,6 +118,7 @@ def bench(args: argparse.Namespace) -> dict:
             "features": bench.bench_features,
             "loss": bench.bench_loss,
             "train": bench.bench_train,
+            "step": bench_step.bench_step,
         }
         table = run[args.what](out_dir=args.out_dir)
     print(table.to_string(index=False))

@@ -291,15 +291,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = subcommands.add_parser("bench", help="run a benchmark, table under results/bench/")
     bench.add_argument(
-        "what", choices=["features", "loss", "train", "linear"], help="what to measure"
+        "what",
+        choices=["features", "loss", "train", "step", "linear"],
+        help="what to measure (step: where a cpu pretraining step's time goes)",
     )
     bench.add_argument("--out-dir", type=Path, help="default: results/bench")
     bench.add_argument(
         "--size",
-        choices=["smoke", "cpu"],
+        choices=["smoke", "cpu", "cpu-grid"],
         default="smoke",
-        help="linear only: smoke (minutes, the smoke set) or cpu (the built-in cpu set, the cpu "
-        "study's pretraining runs reused; about an hour on 2 cores)",
+        help="linear only: smoke (minutes, the smoke set), cpu (the built-in cpu set, the cpu "
+        "study's pretraining runs reused; about 35 minutes on 2 cores) or cpu-grid (the loop's "
+        "patches on the cached grid, pretrained small encoder: where the arms part; 10 minutes)",
     )
     bench.add_argument(
         "--data-dir", type=Path, help="linear only: the dataset (default: the size's built-in set)"

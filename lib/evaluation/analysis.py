@@ -11,6 +11,7 @@ in training, shows whether a run learnt what its loss asked for.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.manifold import TSNE
 
@@ -65,6 +66,25 @@ def view_pair_angles(
         )
         h1, h2 = (torch.cat([model.encoder(part) for part in v.split(batch_size)]) for v in views)
     return metrics.pair_angles(h1, h2)
+
+
+def angle_summary(angles: dict[str, tuple], margin: float) -> pd.DataFrame:
+    """One row per run of view_pair_angles' (positive, negative): the mean and median positive
+    angle, the mean negative angle, the share of negative pairs closer than `margin` (those
+    L_AM still pushes) and the ratio of the mean positive to the mean negative angle (how
+    invariant the encoder is against how spread out its space is)."""
+    return pd.DataFrame(
+        {
+            name: {
+                "positive: mean angle (rad)": positive.mean(),
+                "positive: median angle (rad)": np.median(positive),
+                "negative: mean angle (rad)": negative.mean(),
+                "negative: fraction below m": (negative < margin).mean(),
+                "positive / negative mean angle": positive.mean() / negative.mean(),
+            }
+            for name, (positive, negative) in angles.items()
+        }
+    ).T.rename_axis("loss")
 
 
 def margin_geometry(h, margin: float) -> dict:

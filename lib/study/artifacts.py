@@ -27,6 +27,7 @@ NOTEBOOKS = (
     "04_ablation",
     "05_embeddings",
     "06_paper",
+    "07_where_the_margin_goes",
 )
 
 
@@ -65,9 +66,9 @@ def _metrics(notebook: str) -> Artifact:
     return Artifact(notebook, "", ".metrics.json")
 
 
-_00, _01, _02, _03, _04, _05, _06 = NOTEBOOKS
+_00, _01, _02, _03, _04, _05, _06, _07 = NOTEBOOKS
 DATA_METRICS, MARGIN_METRICS, PRETRAINING_METRICS, SUPERVISED_METRICS = map(_metrics, NOTEBOOKS[:4])
-ABLATION_METRICS, EMBEDDINGS_METRICS, PAPER_METRICS = map(_metrics, NOTEBOOKS[4:])
+ABLATION_METRICS, EMBEDDINGS_METRICS, PAPER_METRICS, WHERE_METRICS = map(_metrics, NOTEBOOKS[4:])
 
 DATA_COUNTS = _table(_00, "counts")
 DATA_DURATIONS = _table(_00, "durations")
@@ -118,6 +119,19 @@ PAPER_SUPERVISED = _table(_06, "supervised")
 PAPER_READING = Artifact(_06, "reading", ".md")
 PAPER_SSL_FIGURE = _figure(_06, "ssl-alpha")
 
+#: The sweep of the margins inside the softmax: clean-subset accuracy per margin, the choice.
+WHERE_SWEEP = _table(_07, "sweep")
+#: One row per run of notebook 07's self-supervised methods (method, seed, margin, accuracies).
+WHERE_RUNS = _table(_07, "runs")
+#: Each self-supervised method against NT-Xent, paired by seed (README reads it).
+WHERE_PAIRED = _table(_07, "paired")
+WHERE_ANGLES = _table(_07, "angles")
+WHERE_SUPERVISED_RUNS = _table(_07, "supervised-runs")
+WHERE_SUPERVISED_PAIRED = _table(_07, "supervised-paired")
+WHERE_PAIRED_FIGURE = _figure(_07, "paired")
+WHERE_ANGLES_FIGURE = _figure(_07, "angles")
+WHERE_SUPERVISED_FIGURE = _figure(_07, "supervised")
+
 
 def all_artifacts() -> list[Artifact]:
     """Every file named above."""
@@ -138,10 +152,10 @@ def write_metrics(path: str | Path, values: dict[str, float]) -> Path:
     return Path(path)
 
 
-def read_paired(results: str | Path) -> pd.DataFrame:
-    """Notebook 02's paired comparisons (PRETRAINING_PAIRED), the intervals back as lists
+def read_paired(results: str | Path, artifact: Artifact = PRETRAINING_PAIRED) -> pd.DataFrame:
+    """A table of paired comparisons (default: notebook 02's), the intervals back as lists
     (to_csv wrote them as JSON)."""
-    paired = pd.read_csv(PRETRAINING_PAIRED.path(results))
+    paired = pd.read_csv(artifact.path(results))
     for interval in ("ci", "seeds_clips_ci"):
         paired[interval] = [json.loads(v) if isinstance(v, str) else None for v in paired[interval]]
     return paired

@@ -366,3 +366,30 @@ def paper_reading(headline: dict, paper: dict, *agreements: str) -> str:
         "upwards. Ours is the alpha fixed in advance.",
     ]
     return "\n".join(f"- {line}" for line in [*lines, *agreements])
+
+
+def where_the_margin_goes(
+    sweep: pd.DataFrame, paired: pd.DataFrame, supervised: pd.DataFrame, angles: pd.DataFrame
+) -> str:
+    """Notebook 07. sweep: per method and margin its mean clean-subset accuracy (`clean`, a
+    fraction) and whether it was `chosen`; paired: each self-supervised method against NT-Xent
+    (compare_runs rows); supervised: SupCon and supervised ACL against cross-entropy; angles:
+    analysis.angle_summary of one seed's runs, one row per method."""
+    choices = "; ".join(
+        f"{name}: m = {rows.loc[rows['chosen'], 'margin'].iat[0]:g} of "
+        + ", ".join(f"{m:g} ({pct(c)})" for m, c in zip(rows["margin"], rows["clean"], strict=True))
+        for name, rows in sweep.groupby("method", sort=False)
+    )
+    ratio = angles["positive / negative mean angle"]
+    text = (
+        "The margins inside the softmax were chosen on the clean subset's balanced accuracy "
+        f"(never the test set): {choices}.\n\n"
+        "**Self-supervised, each method against NT-Xent:**\n\n"
+        + comparisons(paired)
+        + "\n\n**Supervised on the noisy subset, against cross-entropy:**\n\n"
+        + comparisons(supervised)
+        + "\n\nOn the encoder output h (one seed, descriptive), the mean angle between the two "
+        "views of a clip over the mean angle between different clips (lower: views closer "
+        "than clips): " + ", ".join(f"{name} {value:.2f}" for name, value in ratio.items()) + "."
+    )
+    return text

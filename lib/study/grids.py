@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from aclaudio.training.config import config_row, profile_config
+from aclaudio.training.runs import find_run
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,13 @@ class StudySettings:
     reduction_controls: tuple[str, ...] = ("mean",)
     # one long ACL run (seed 0) probed at these steps: how long pretraining must be
     curve_steps: tuple[int, ...] = (100, 250, 500, 1000, 1500, 2000)
+    # notebook 07: the margins tried inside NT-Xent's softmax (radians for the angular margin,
+    # cosine units for the cosine one), each at the sweep seeds; the value with the best
+    # clean-subset accuracy then runs at `seeds`
+    softmax_margins: tuple[float, ...] = (0.1, 0.2, 0.4)
+    margin_sweep_seeds: tuple[int, ...] = (0,)
+    # notebook 07's supervised side on the noisy subset (cross-entropy, supervised ACL, SupCon)
+    margin_supervised_seeds: tuple[int, ...] = (0, 1, 2)
 
 
 STUDY = {
@@ -45,6 +53,8 @@ STUDY = {
         margins=(0.5, 1.0),
         supervised_subsets=("clean", "all"),
         curve_steps=(3, 6),
+        softmax_margins=(0.1, 0.4),
+        margin_supervised_seeds=(0,),
     ),
     # cpu: the headline comparison at 5 seeds, a coarse alpha x margin grid at 2: with the
     # control, the length curve and the supervised runs, what 90 minutes on two cores allow
@@ -159,21 +169,118 @@ def control_configs(profile: str, data_dir: str | Path) -> list:
     ]
 
 
-def notebook_configs(profile: str, data_dir: str | Path) -> dict[str, list]:
-    """The runs each training notebook asks for, by its number (the others train nothing)."""
+#: Notebook 07's self-supervised methods beside notebook 02's NT-Xent and ACL: the objective
+#: of each; the two margins inside the softmax take the margin their sweep chose.
+MARGIN_METHODS = {
+    "ArcFace NT-Xent": dict(objective="ntxent_arcface"),
+    "CosFace NT-Xent": dict(objective="ntxent_cosface"),
+    "VICReg": dict(objective="vicreg"),
+}
+#: Notebook 07's supervised methods on the noisy subset (the first two are notebook 03's).
+MARGIN_SUPERVISED_METHODS = {
+    "CE": dict(alpha=1.0),
+    "ACL (alpha 0.7)": dict(alpha=0.7),
+    "SupCon": dict(objective="supcon"),
+}
+
+
+def margin_sweep_configs(profile: str, data_dir: str | Path) -> dict[str, list]:
+    """Notebook 07's sweep: per margin-in-the-softmax method, one run per swept margin and
+    sweep seed (the value is then chosen on the clean subset, never on the test set)."""
+    study = settings(profile)
+    return {
+        name: [
+            pretrain_config(profile, data_dir, seed=seed, margin=margin, **MARGIN_METHODS[name])
+            for margin in study.softmax_margins
+            for seed in study.margin_sweep_seeds
+        ]
+        for name in ("ArcFace NT-Xent", "CosFace NT-Xent")
+    }
+
+
+def choose_margins(sweep: dict[str, list]) -> dict[str, float]:
+    """Per method, the swept margin whose finished runs have the best mean balanced accuracy on
+    the clean subset (the linear evaluation's selection set, never the test set); the smaller
+    margin on ties."""
+    chosen = {}
+    for name, runs in sweep.items():
+        scores = pd.DataFrame(
+            {"margin": run.config.loss.margin, "clean": run.summary()["probe_select_macro"]}
+            for run in runs
+        )
+        by_margin = scores.groupby("margin")["clean"].mean()
+        chosen[name] = float(by_margin[by_margin == by_margin.max()].index.min())
+    return chosen
+
+
+def margin_configs(profile: str, data_dir: str | Path, chosen: dict[str, float]) -> dict[str, list]:
+    """Notebook 07's runs per method, paired by the study's seeds: notebook 02's NT-Xent and
+    ACL, then MARGIN_METHODS; `chosen` is the margin of each margin-in-the-softmax method
+    (choose_margins)."""
+    study = settings(profile)
+    configs = comparison_configs(profile, data_dir)
+    del configs["random init"]
+    for name, values in MARGIN_METHODS.items():
+        margin = {"margin": chosen[name]} if name in chosen else {}
+        configs[name] = [
+            pretrain_config(profile, data_dir, seed=seed, **values, **margin)
+            for seed in study.seeds
+        ]
+    return configs
+
+
+def _margin_study(profile: str, data_dir: str | Path, store: str | Path | None) -> list:
+    """Every run notebook 07 trains: the sweep, then its methods at the margins the sweep
+    chose, as far as the store knows them; before the sweep has finished, the first swept
+    margin holds the place of the choice (as many runs, the ones to come unknown)."""
+    sweep = margin_sweep_configs(profile, data_dir)
+    chosen = dict.fromkeys(sweep, settings(profile).softmax_margins[0])
+    if store is not None:
+        runs = {name: [find_run(c, store) for c in configs] for name, configs in sweep.items()}
+        if all(run.finished for group in runs.values() for run in group):
+            chosen = choose_margins(runs)
+    ssl = margin_configs(profile, data_dir, chosen)
+    supervised = margin_supervised_configs(profile, data_dir)
+    return [c for group in (*sweep.values(), *ssl.values(), *supervised.values()) for c in group]
+
+
+def margin_supervised_configs(profile: str, data_dir: str | Path) -> dict[str, list]:
+    """Notebook 07's supervised runs on the noisy subset, per method, paired by seed."""
+    study = settings(profile)
+    return {
+        name: [
+            supervised_config(profile, data_dir, subset="noisy", seed=seed, **values)
+            for seed in study.margin_supervised_seeds
+        ]
+        for name, values in MARGIN_SUPERVISED_METHODS.items()
+    }
+
+
+def notebook_configs(
+    profile: str, data_dir: str | Path, store: str | Path | None = None
+) -> dict[str, list]:
+    """The runs each training notebook asks for, by its number (the others train nothing);
+    notebook 07's depend on its sweep's results in `store` (_margin_study)."""
     comparison = [c for configs in comparison_configs(profile, data_dir).values() for c in configs]
     controls = control_configs(profile, data_dir)
     return {
         "02": [*comparison, *controls, length_curve_config(profile, data_dir)],
         "03": supervised_configs(profile, data_dir),
         "04": [*ablation_configs(profile, data_dir), *controls],
+        "07": _margin_study(profile, data_dir, store),
     }
 
 
-def all_configs(profile: str, data_dir: str | Path, notebooks: tuple[str, ...] = ()) -> list:
+def all_configs(
+    profile: str,
+    data_dir: str | Path,
+    notebooks: tuple[str, ...] = (),
+    store: str | Path | None = None,
+) -> list:
     """Every run the notebooks of a profile ask for, or those `notebooks` (numbers, "02") ask
-    for (a run some ask for twice, listed twice)."""
-    by_notebook = notebook_configs(profile, data_dir)
+    for (a run some ask for twice, listed twice); `store`: the run store notebook 07's sweep
+    is read from."""
+    by_notebook = notebook_configs(profile, data_dir, store)
     return [
         c for n, configs in by_notebook.items() if not notebooks or n in notebooks for c in configs
     ]

@@ -21,7 +21,18 @@ from aclaudio.evaluation.stats import MIN_SEEDS
 
 #: Colours by method. Cross-entropy shares NT-Xent's blue (the loss without an angular term),
 #: supervised ACL shares ACL's red.
-METHOD_COLOURS = {"NT-Xent": "#4C72B0", "ACL": "#C44E52", "CE": "#4C72B0", "random init": "#8C8C8C"}
+METHOD_COLOURS = {
+    "NT-Xent": "#4C72B0",
+    "ACL": "#C44E52",
+    "CE": "#4C72B0",
+    "random init": "#8C8C8C",
+    # notebook 07's other methods: the margin inside the softmax in warm browns, no negatives
+    # in olive, supervised contrastive in pink
+    "ArcFace NT-Xent": "#DD8452",
+    "CosFace NT-Xent": "#937860",
+    "VICReg": "#CCB974",
+    "SupCon": "#DA8BC3",
+}
 #: Colours of the two kinds of pairs the angular term acts on; neither is a method's colour.
 PAIR_COLOURS = {"positive": "#55A868", "negative": "#8172B3"}
 #: The paper's numbers wherever they are drawn beside ours.
@@ -84,7 +95,12 @@ def paired_seeds(table: pd.DataFrame, methods: list[str], paired: pd.DataFrame) 
         left.plot(x, row.to_numpy(), color="0.75", lw=1, zorder=1)
     for i, method in enumerate(methods):
         left.scatter(np.full(len(wide), i), wide[method], color=colour(method), s=40, zorder=2)
-    left.set_xticks(x, methods)
+    left.set_xticks(
+        x,
+        methods,
+        rotation=20 if len(methods) > 3 else 0,
+        ha="right" if len(methods) > 3 else "center",
+    )
     left.set(title="Test accuracy, one line per seed", ylabel="linear evaluation accuracy")
     percent_axis(left)
 
@@ -93,7 +109,8 @@ def paired_seeds(table: pd.DataFrame, methods: list[str], paired: pd.DataFrame) 
     right.set_yticks(range(len(paired)), paired["comparison"])
     right.invert_yaxis()
     n_seeds = int(paired["n"].min())
-    descriptive = f" (descriptive: {n_seeds} seeds)" if n_seeds < MIN_SEEDS else ""
+    plural = "s" if n_seeds > 1 else ""
+    descriptive = f" (descriptive: {n_seeds} seed{plural})" if n_seeds < MIN_SEEDS else ""
     right.set(title="Paired differences" + descriptive, xlabel="difference (points)")
     percent_axis(right, "x", points=True)
     legend_outside(right)
@@ -288,6 +305,56 @@ def difference_heatmap(
         ax.add_patch(Rectangle((col, row), 1, 1, fill=False, edgecolor="black", lw=3))
     ax.set(xlabel="margin m (rad)", ylabel="alpha")
     ax.set_title(textwrap.fill(title, 45), loc="left")  # within the figure's width
+    return fig
+
+
+def view_angles(angles: dict[str, tuple], margin: float | None = None) -> plt.Figure:
+    """Histograms of the angles between the encoder outputs h of two views (one panel for
+    positive pairs, one for negative pairs), one outline per run, radians below and degrees
+    on top, with the margin m dashed.
+
+    angles: run name -> (positive, negative) as analysis.view_pair_angles gives them.
+    """
+    n_views = len(next(iter(angles.values()))[0])
+    top = max(a.max() for pair in angles.values() for a in pair)
+    bins = np.linspace(0, top * 1.02, 41)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharex=True)
+    titles = (
+        f"Positive pairs (same clip): {n_views:,} per run",
+        f"Negative pairs (different clips): {2 * n_views * (n_views - 1):,} per run",
+    )
+    filled = len(angles) < 3  # more runs read as outlines only
+    for ax, kind, title in zip(axes, (0, 1), titles, strict=True):
+        for name, pair in angles.items():
+            ax.hist(
+                pair[kind],
+                bins=bins,
+                density=True,
+                histtype="stepfilled" if filled else "step",
+                alpha=0.35 if filled else 1.0,
+                color=colour(name),
+                edgecolor=colour(name),
+                linewidth=1.2 if filled else 1.8,
+                label=name,
+            )
+        if margin is not None:
+            ax.axvline(
+                margin,
+                color="black",
+                linestyle="--",
+                linewidth=1.2,
+                label=f"margin m = {margin} rad ({np.degrees(margin):.1f} degrees)",
+            )
+        ax.set(title=title, xlabel="angle between the two h: radians (degrees on top)")
+        ax.set(ylabel="density")
+        ax.secondary_xaxis("top", functions=(np.degrees, np.radians))
+    handles, labels = axes[0].get_legend_handles_labels()
+    rows = -(-len(labels) // 3)
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3)
+    fig.suptitle(
+        "Angles between the encoder outputs h of two augmented views of the test clips", y=1.07
+    )
+    fig.subplots_adjust(bottom=0.12 + 0.04 * rows)
     return fig
 
 

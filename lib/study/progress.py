@@ -6,6 +6,7 @@ never enters a notebook or its page.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,24 +19,27 @@ from aclaudio.training.config import kind_of
 from aclaudio.training.runs import Run, find_run
 
 
-@dataclass(frozen=True)
+@dataclass
 class StudyRuns:
-    """The runs a profile's notebooks ask for, each once, and which were finished at the start."""
+    """The runs a profile's notebooks ask for, each once, and which were finished at the start;
+    `refresh` lists them again (notebook 07's depend on its sweep's results)."""
 
     runs: list[Run]
     finished_at_start: frozenset[str]
+    source: tuple = ()  # what `of` was given, for `refresh`
 
     @classmethod
     def of(
         cls, profile: str, data_dir: str | Path, store: str | Path, notebooks: tuple[str, ...] = ()
     ) -> StudyRuns:
         """The runs of the study, or of the `notebooks` (numbers, "02") run_all.sh runs."""
-        runs = {}
-        for config in grids.all_configs(profile, data_dir, notebooks):
-            run = find_run(config, store)
-            runs.setdefault(run.id, run)
-        finished = frozenset(run.id for run in runs.values() if run.finished)
-        return cls(list(runs.values()), finished)
+        source = (profile, data_dir, store, notebooks)
+        runs = _runs(*source)
+        return cls(runs, frozenset(run.id for run in runs if run.finished), source)
+
+    def refresh(self) -> None:
+        """List the runs again, as the store now decides them."""
+        self.runs = _runs(*self.source)
 
     def counts(self) -> dict[str, int]:
         """How many runs the study has, trained since the start, reused, still unfinished."""
@@ -49,16 +53,30 @@ class StudyRuns:
         }
 
 
+def _runs(profile: str, data_dir, store, notebooks: tuple[str, ...]) -> list[Run]:
+    runs = {}
+    for config in grids.all_configs(profile, data_dir, notebooks, store):
+        run = find_run(config, store)
+        runs.setdefault(run.id, run)
+    return list(runs.values())
+
+
 def label(run: Run) -> str:
     """A run as a reader names it: kind, objective and its settings, subset, seed."""
     config, parts = run.config, [kind_of(run.config)]
     if getattr(config, "epochs", 1) == 0:
         parts.append("random init")
     elif hasattr(config, "objective"):
-        settings = {
-            k: getattr(config.loss, k) for k in ("alpha", "margin") if hasattr(config.loss, k)
-        }
-        parts.append(" ".join([config.objective, *(f"{k} {v:g}" for k, v in settings.items())]))
+        defaults = type(config.loss)()
+        shown = [
+            f"{f.name} {value:g}" if isinstance(value, float) else f"{f.name} {value}"
+            for f in dataclasses.fields(config.loss)
+            if (value := getattr(config.loss, f.name)) != getattr(defaults, f.name)
+            or f.name in ("alpha", "margin")
+        ]
+        parts.append(" ".join([config.objective, *shown]))
+    if getattr(config, "snapshot_steps", ()):
+        parts.append(f"{config.steps} steps")
     if kind_of(config) == "supervised":
         parts.append(config.subset)
     return ", ".join([*parts, f"seed {config.seed}"])
@@ -73,6 +91,8 @@ def watch(study: StudyRuns, *, every: float = 5.0, stop=lambda: False) -> Iterat
     bar = tqdm(total=len(study.runs), initial=len(done), desc="study runs", unit="run")
     with bar:
         while len(done) < len(study.runs) and not stop():
+            study.refresh()
+            bar.total = len(study.runs)
             for run in study.runs:
                 if run.id not in done and run.finished:
                     done.add(run.id)

@@ -1,4 +1,5 @@
-"""README's headline: the cpu profile's accuracy per method and its paired comparisons, written
+"""README's headline: the cpu profile's accuracy per method and its paired comparisons (and
+notebook 07's, one line, when the results hold them), written
 between two markers of README.md by an explicit step (`aclaudio headline`, which run_all.sh
 calls for the cpu profile), never as a side effect of rendering the report."""
 
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from aclaudio.evaluation.stats import MIN_SEEDS, points
 from aclaudio.study import artifacts
-from aclaudio.study.conclusions import how_sure, markdown_table
+from aclaudio.study.conclusions import how_sure, interval, markdown_table
 
 START, END = "<!-- headline:start -->", "<!-- headline:end -->"
 
@@ -32,12 +34,37 @@ def readme_headline(results: str | Path) -> str:
             "seeds_clips_verdict": "over seeds and test clips",
         }
     )
-    return (
+    headline = (
         markdown_table(accuracy, ["mean test accuracy", "min", "max"])
         + "\n\n"
         + verdicts.to_markdown(index=False)
         + "\n\n"
         + how_sure(paired)
+    )
+    if artifacts.WHERE_PAIRED.path(results).is_file():
+        headline += "\n\n" + margin_line(artifacts.read_paired(results, artifacts.WHERE_PAIRED))
+    return headline
+
+
+def margin_line(paired: pd.DataFrame) -> str:
+    """Notebook 07 in one line: each method minus NT-Xent with its interval over seeds and test
+    clips, and which differences both intervals resolve."""
+    n = int(paired["n"].min())
+    differences = []
+    for row in paired.to_dict("records"):
+        ci = interval(row["seeds_clips_ci"])
+        bounds = f" [{points(ci[0])}, {points(ci[1])}]" if ci else ""
+        differences.append(f"{row['comparison']} {points(row['mean_difference'])}{bounds}")
+    resolved = [r["comparison"] for r in paired.to_dict("records") if r["resolved"]]
+    if n < MIN_SEEDS:
+        verdict = f"descriptive with {n} seed{'s' if n > 1 else ''}"
+    elif resolved:
+        verdict = "resolved by both intervals: " + ", ".join(resolved)
+    else:
+        verdict = "none resolved by both intervals"
+    return (
+        f"**Where the margin goes** (notebook 07, {n} seed{'s' if n > 1 else ''}, points, 95 % "
+        f"interval over seeds and test clips): {'; '.join(differences)}; {verdict}."
     )
 
 

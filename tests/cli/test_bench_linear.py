@@ -12,6 +12,7 @@ from torch import nn
 
 from aclaudio.cli import bench_linear
 from aclaudio.data import synth
+from aclaudio.data.features import PRESETS
 from aclaudio.evaluation.probe import ProbeSettings
 from aclaudio.nn.models import build_contrastive_model
 from aclaudio.training.batches import TrainingData
@@ -92,6 +93,7 @@ def test_bench_linear_writes_a_paired_table(smoke_data, tmp_path, monkeypatch):
         "seconds_cached",
         "seconds_loop",
         "speedup",
+        "loop_hop",
         "macro_diff_low",
         "macro_diff_high",
         "micro_diff_low",
@@ -118,7 +120,33 @@ def test_bench_linear_writes_a_paired_table(smoke_data, tmp_path, monkeypatch):
             assert low <= mean <= high
     assert (paired[["seconds_cached", "seconds_loop"]] > 0).all().all()
     assert set(paired["epochs"]) == {2} and set(paired["model"]) == {"small"}
+    assert set(paired["loop_hop"]) == {1}  # the authors' draw: any start frame
+    assert (tmp_path / "linear.md").is_file()
+
     assert table["clips"].iat[0] == "40 train / 20 clean / 40 test"
     rows = json.loads((tmp_path / "linear.json").read_text())  # strict JSON: gaps are null
     assert rows[0]["macro_diff_low"] is None and len(rows) == 6
     assert "pretrained" in (tmp_path / "linear.md").read_text()
+
+
+def test_bench_linear_on_the_grid_compares_the_pretrained_encoder_alone(
+    smoke_data, tmp_path, monkeypatch
+):
+    """cpu-grid: the loop's patches on the cached grid, the pretrained encoder only."""
+
+    def encoders(config, device, runs_dir):
+        model = build_contrastive_model(config, device)
+        return {"random": model.encoder, "pretrained": model.encoder}
+
+    monkeypatch.setattr(bench_linear, "_encoders", encoders)
+
+    grid = bench_linear.SIZES["cpu-grid"][0]
+    table = bench_linear.bench_linear(
+        models=(dataclasses.replace(grid, seeds=(0,), epochs=2),),
+        data_dir=smoke_data,
+        out_dir=tmp_path,
+    )
+    preset = PRESETS[profile_config("pretrain", "smoke", data_dir=str(smoke_data)).preset]
+    assert list(table["init"]) == ["pretrained", "pretrained"]  # the seed and its summary
+    assert set(table["loop_hop"]) == {preset.eval_hop}
+    assert bench_linear.table_name("cpu-grid") == "linear-cpu-grid"

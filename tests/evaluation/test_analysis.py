@@ -133,3 +133,19 @@ def test_margin_geometry_by_hand():
     assert with_silent["mean_angle"] == pytest.approx(np.pi / 3)
     alone = analysis.margin_geometry([[1.0, 0.0], [0.0, 0.0]], margin=1.0)
     assert np.isnan(alone["mean_angle"]) and np.isnan(alone["beyond_margin"])
+
+
+def test_angle_summary_by_hand():
+    angles = {
+        "A": (np.array([0.1, 0.3]), np.array([0.2, 0.4, 0.6, 0.8])),
+        "B": (np.array([0.2]), np.array([1.0, 1.0])),
+    }
+    summary = analysis.angle_summary(angles, margin=0.5)
+    assert list(summary.index) == ["A", "B"]
+    a, b = summary.loc["A"], summary.loc["B"]
+    assert a["positive: mean angle (rad)"] == pytest.approx(0.2)
+    assert a["positive: median angle (rad)"] == pytest.approx(0.2)
+    assert a["negative: mean angle (rad)"] == pytest.approx(0.5)
+    assert a["negative: fraction below m"] == pytest.approx(0.5)  # 0.2 and 0.4
+    assert a["positive / negative mean angle"] == pytest.approx(0.4)
+    assert b["negative: fraction below m"] == 0 and b["positive / negative mean angle"] == 0.2

@@ -1,5 +1,6 @@
 """Models: shapes, parameter counts worked out by hand, memory formats, autocast, learning."""
 
+import copy
 import math
 
 import pytest
@@ -96,6 +97,35 @@ def test_small_encoder_parameter_count_by_hand():
     model = models.SmallEncoder()  # default widths
     assert n_params(model) == expected
     assert model.out_dim == 128
+
+
+def test_small_encoder_pools_before_its_relu_as_if_after():
+    """Max-pool then ReLU (the faster order) gives the values and gradients of ReLU then
+    max-pool, the former order, with the same weights; the weights keep their names."""
+    torch.manual_seed(0)
+    model = models.SmallEncoder().train()
+    layers = list(model.features)
+    kinds = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU)
+    of = {kind: [m for m in layers if isinstance(m, kind)] for kind in kinds}
+    pools = [m for m in layers if isinstance(m, nn.MaxPool2d)]
+    former = []  # each block's conv, BN and ReLU, then the pool between blocks
+    for i, conv in enumerate(of[nn.Conv2d]):
+        former += [conv, of[nn.BatchNorm2d][i], of[nn.ReLU][i], *pools[i : i + 1]]
+    assert len(former) == len(layers) and [type(m) for m in former] != [type(m) for m in layers]
+    x = torch.randn(6, 1, 64, 64) - 0.5  # many negative values: windows of non-positive ones
+    outputs, grads = [], []
+    for order in (layers, former):
+        net = copy.deepcopy(torch.nn.Sequential(*order))
+        y = net(x)
+        y.square().sum().backward()
+        outputs.append(y)
+        grads.append([p.grad for p in net.parameters()])
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert [k for k in model.state_dict() if k.endswith("weight")] == [
+        f"features.{i}.weight" for i in (0, 1, 4, 5, 8, 9, 12, 13)
+    ]
 
 
 def test_small_encoder_custom_widths():

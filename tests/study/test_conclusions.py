@@ -273,3 +273,42 @@ def test_the_committed_pages_hold_no_warning():
     assert len(pages) == 8
     for page in pages:
         assert "Warning:" not in page.read_text(), page.name
+
+
+def test_notebook_07_in_one_line_gives_each_interval_and_what_both_resolve():
+    paired = pd.DataFrame(
+        [
+            comparison("ACL - NT-Xent", -0.015, [-0.041, 0.011], [-0.043, 0.013], n=5),
+            comparison("VICReg - NT-Xent", -0.082, [-0.11, -0.05], [-0.12, -0.044], n=5),
+        ]
+    )
+    assert readme.margin_line(paired) == (
+        "**Where the margin goes** (notebook 07, 5 seeds, points, 95 % interval over seeds and "
+        "test clips): ACL - NT-Xent -1.5 [-4.3, +1.3]; VICReg - NT-Xent -8.2 [-12.0, -4.4]; "
+        "resolved by both intervals: VICReg - NT-Xent."
+    )
+    two = pd.DataFrame([comparison("ACL - NT-Xent", 0.01, [0.005, 0.015], [0.002, 0.018], n=2)])
+    assert readme.margin_line(two).endswith("; descriptive with 2 seeds.")
+
+
+def test_where_the_margin_goes_names_the_choice_the_verdicts_and_the_angles():
+    sweep = pd.DataFrame(
+        {
+            "method": ["ArcFace NT-Xent"] * 2 + ["CosFace NT-Xent"] * 2,
+            "margin": [0.1, 0.4, 0.1, 0.4],
+            "clean": [0.70, 0.725, 0.71, 0.69],
+            "chosen": [False, True, True, False],
+        }
+    )
+    paired = pd.DataFrame(
+        [comparison("ArcFace NT-Xent - NT-Xent", 0.004, [-0.02, 0.03], [-0.03, 0.04], n=5)]
+    )
+    supervised = pd.DataFrame([comparison("SupCon - CE", 0.01, [0.0, 0.02], [-0.01, 0.03], n=2)])
+    angles = pd.DataFrame(
+        {"positive / negative mean angle": [0.31, 0.254]}, index=["NT-Xent", "VICReg"]
+    )
+    text = conclusions.where_the_margin_goes(sweep, paired, supervised, angles)
+    assert "ArcFace NT-Xent: m = 0.4 of 0.1 (70.0 %), 0.4 (72.5 %)" in text
+    assert "CosFace NT-Xent: m = 0.1 of 0.1 (71.0 %), 0.4 (69.0 %)" in text
+    assert paired["verdict"][0] in text and "With 2 seeds these differences are descriptive" in text
+    assert text.endswith("NT-Xent 0.31, VICReg 0.25.")

@@ -14,6 +14,7 @@ from aclaudio.evaluation import stats as stats_
 from aclaudio.study import compare, grids
 from aclaudio.study.setup import setup
 from aclaudio.training.profiles import PROFILES
+from aclaudio.training.runs import open_run
 
 
 def test_ablation_grid_spans_both_axes_with_paired_seeds(tmp_path):
@@ -102,3 +103,70 @@ def test_setup_gives_every_notebook_the_same_start(tmp_path, monkeypatch):
     assert settings == grids.settings("smoke")
     no_data = setup("smoke", "", str(tmp_path / "r"), str(tmp_path), needs_data=False)
     assert no_data.data_dir == "" and no_data.runs_dir == tmp_path / "r"
+
+
+def _finish_sweep(data, store, clean: dict[tuple[str, float], float]) -> None:
+    """Mark notebook 07's sweep runs finished with these clean-subset accuracies."""
+    for name, configs in grids.margin_sweep_configs("cpu", data).items():
+        for config in configs:
+            run = open_run(config, store)
+            run.finish({"probe_select_macro": clean[(name, config.loss.margin)]})
+
+
+def test_the_margins_are_chosen_on_the_clean_subset_the_smaller_on_ties(tiny_dataset):
+    data = tiny_dataset  # a dataset names the runs
+    swept = grids.settings("cpu").softmax_margins
+    assert len(swept) >= 3 and grids.settings("cpu").margin_sweep_seeds
+    clean = {("ArcFace NT-Xent", m): 0.5 for m in swept}  # a three-way tie: the smallest
+    clean |= {("CosFace NT-Xent", m): 0.5 + (m == swept[1]) * 0.1 for m in swept}
+    _finish_sweep(data, data / "runs", clean)
+    sweep = {
+        name: [open_run(c, data / "runs") for c in configs]
+        for name, configs in grids.margin_sweep_configs("cpu", data).items()
+    }
+    assert grids.choose_margins(sweep) == {
+        "ArcFace NT-Xent": min(swept),
+        "CosFace NT-Xent": swept[1],
+    }
+
+
+def test_notebook_07_compares_every_method_at_the_study_seeds_and_reuses_02_and_03(tmp_path):
+    chosen = {"ArcFace NT-Xent": 0.2, "CosFace NT-Xent": 0.4}
+    methods = grids.margin_configs("cpu", tmp_path, chosen)
+    assert list(methods) == ["NT-Xent", "ACL", "ArcFace NT-Xent", "CosFace NT-Xent", "VICReg"]
+    seeds = list(grids.settings("cpu").seeds)
+    assert all([c.seed for c in configs] == seeds for configs in methods.values())
+    comparison = grids.comparison_configs("cpu", tmp_path)
+    assert methods["NT-Xent"] == comparison["NT-Xent"] and methods["ACL"] == comparison["ACL"]
+    assert {c.objective for c in methods["VICReg"]} == {"vicreg"}
+    for name, objective in (
+        ("ArcFace NT-Xent", "ntxent_arcface"),
+        ("CosFace NT-Xent", "ntxent_cosface"),
+    ):
+        assert {(c.objective, c.loss.margin) for c in methods[name]} == {(objective, chosen[name])}
+    supervised = grids.margin_supervised_configs("cpu", tmp_path)
+    assert list(supervised) == ["CE", "ACL (alpha 0.7)", "SupCon"]
+    noisy = [c for c in grids.supervised_configs("cpu", tmp_path) if c.subset == "noisy"]
+    reused = [c for c in supervised["CE"] + supervised["ACL (alpha 0.7)"] if c in noisy]
+    assert len(reused) == 2 * len(grids.settings("cpu").supervised_seeds)  # notebook 03's runs
+    assert {c.objective for c in supervised["SupCon"]} == {"supcon"}
+    assert len(supervised["SupCon"]) >= 3
+
+
+def test_the_study_lists_07s_runs_at_the_margins_its_sweep_chose_once_it_has(tiny_dataset):
+    data = tiny_dataset  # a dataset names the runs
+    store = data / "runs"
+    swept = grids.settings("cpu").softmax_margins
+    before = grids.notebook_configs("cpu", data, store)["07"]
+    n_sweep = 2 * len(swept) * len(grids.settings("cpu").margin_sweep_seeds)
+    n_seeds = len(grids.settings("cpu").seeds)
+    n_supervised = 3 * len(grids.settings("cpu").margin_supervised_seeds)
+    assert len(before) == n_sweep + 5 * n_seeds + n_supervised  # the first margin holds a place
+
+    _finish_sweep(
+        data, store, {(n, m): m for n in ("ArcFace NT-Xent", "CosFace NT-Xent") for m in swept}
+    )
+    after = grids.notebook_configs("cpu", data, store)["07"]
+    assert len(after) == len(before)
+    arcface = {c.loss.margin for c in after if c.objective == "ntxent_arcface" and c.seed != 0}
+    assert arcface == {max(swept)}  # the best clean accuracy

@@ -15,6 +15,7 @@ import pytest
 from aclaudio.recipes.pretrain import pretrain
 from aclaudio.study import grids, progress
 from aclaudio.training.config import config_hash
+from aclaudio.training.runs import find_run, open_run, run_id
 
 
 @pytest.fixture
@@ -124,4 +125,45 @@ def test_only_some_notebooks_watches_their_runs_alone(study):
     both = progress.StudyRuns.of("smoke", data, store, ("02", "04"))
     every = progress.StudyRuns.of("smoke", data, store)
     assert {r.id for r in both.runs} < {r.id for r in every.runs}
-    assert {r.id for r in both.runs} | {r.id for r in supervised.runs} == {r.id for r in every.runs}
+    margins = progress.StudyRuns.of("smoke", data, store, ("07",))
+    parts = (both, supervised, margins)
+    assert set.union(*({r.id for r in part.runs} for part in parts)) == {r.id for r in every.runs}
+
+
+def test_the_study_follows_07s_sweep_to_the_margins_it_chose(study):
+    """Before the sweep, the first swept margin holds the place of the choice; once the sweep
+    has finished, a refresh lists the chosen margin's runs instead (the bar's total unchanged)."""
+    data, store = study
+    swept = grids.settings("cpu").softmax_margins
+    sweep = grids.margin_sweep_configs("cpu", data)
+    sweep_ids = {run_id(c) for configs in sweep.values() for c in configs}
+    watched = progress.StudyRuns.of("cpu", data, store, ("07",))
+
+    def cosface_margins() -> set[float]:
+        return {
+            r.config.loss.margin
+            for r in watched.runs
+            if r.config.objective == "ntxent_cosface" and r.id not in sweep_ids
+        }
+
+    assert cosface_margins() == {swept[0]}
+    for configs in sweep.values():
+        for config in configs:  # the largest margin is best on the clean subset
+            open_run(config, store).finish({"probe_select_macro": config.loss.margin})
+    total = len(watched.runs)
+    watched.refresh()
+    assert cosface_margins() == {max(swept)} and len(watched.runs) == total
+
+
+def test_a_label_tells_apart_the_runs_of_one_cell(study):
+    """The reduction control and the length curve share the ACL cell of the comparison."""
+    data, store = study
+    acl = grids.comparison_configs("smoke", data)["ACL"][0]
+    control = grids.control_configs("smoke", data)[0]
+    curve = grids.length_curve_config("smoke", data)
+    labels = [progress.label(find_run(c, store)) for c in (acl, control, curve)]
+    assert labels == [
+        "pretrain, acl alpha 0.3 margin 0.5, seed 0",
+        "pretrain, acl alpha 0.3 margin 0.5 reduction mean, seed 0",
+        "pretrain, acl alpha 0.3 margin 0.5, 6 steps, seed 0",
+    ]
