@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import platform
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import librosa
@@ -53,6 +54,18 @@ def best_time(fn: Callable[[], object], *, repeats: int = 5, warmup: int = 1) ->
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+@contextlib.contextmanager
+def built_in_data(data_dir: Path | None, profile: str = "smoke") -> Iterator[Path]:
+    """`data_dir`, or without it the profile's built-in dataset made in a temporary folder
+    (removed afterwards)."""
+    if data_dir is not None:
+        yield Path(data_dir)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        synthesize(Path(tmp) / "data", profile=profile, seed=0, progress=False)
+        yield Path(tmp) / "data"
 
 
 def write_table(table: pd.DataFrame, name: str, out_dir: Path | None = None) -> Path:
@@ -254,10 +267,7 @@ def bench_train(
     """
 
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(data_dir) if data_dir else Path(tmp) / "data"
-        if data_dir is None:
-            synthesize(root, profile="smoke", seed=0, progress=False)
+    with built_in_data(data_dir) as root:
         for name, profile in (
             ("cpu model (small encoder)", "cpu"),
             ("paper model (ResNet-18)", "paper"),

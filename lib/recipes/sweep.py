@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from aclaudio.data import folders
@@ -26,8 +27,11 @@ from aclaudio.training.warning_lines import warnings_as_lines
 JOBS_ENV = "ACLAUDIO_JOBS"
 
 
-def execute(config, runs_dir: str | None = None) -> str:
-    """Train (or find) one run; the job function every executor calls. Returns its folder."""
+def execute(config, runs_dir: str | None = None, threads: int | None = None) -> str:
+    """Train (or find) one run; the job function every executor calls. Returns its folder.
+    `threads`: torch's threads in this process (local jobs share the machine's cores)."""
+    if threads:
+        torch.set_num_threads(threads)
     run = {"pretrain": pretrain, "supervised": supervised, "finetune": finetune}[kind_of(config)]
     return str(run(config, runs_dir=runs_dir, progress=False).path)
 
@@ -119,7 +123,11 @@ def _submit(configs, store, executor, parallel, partition, gpus, minutes, logs: 
     if executor == "local":  # LocalExecutor has no array throttle: submit in waves
         jobs = []
         for start in range(0, len(configs), parallel):
-            wave = [pool.submit(execute, c, store) for c in configs[start : start + parallel]]
+            wave = configs[start : start + parallel]
+            # the cores shared out among the wave's runs: the small encoder's memory-bound step
+            # gains more from processes than from threads (docs/environment.md, --jobs)
+            threads = max(1, (os.cpu_count() or 1) // len(wave))
+            wave = [pool.submit(execute, c, store, threads) for c in wave]
             for job in wave:
                 job.wait()
             jobs.extend(wave)

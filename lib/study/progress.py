@@ -22,7 +22,8 @@ from aclaudio.training.runs import Run, find_run
 @dataclass
 class StudyRuns:
     """The runs a profile's notebooks ask for, each once, and which were finished at the start;
-    `refresh` lists them again (notebook 07's depend on its sweep's results)."""
+    `refresh` lists them again (notebook 07's depend on its sweep's results; seconds of work on
+    the built-in cpu set, so `watch` does it only when a run has finished)."""
 
     runs: list[Run]
     finished_at_start: frozenset[str]
@@ -91,15 +92,16 @@ def watch(study: StudyRuns, *, every: float = 5.0, stop=lambda: False) -> Iterat
     bar = tqdm(total=len(study.runs), initial=len(done), desc="study runs", unit="run")
     with bar:
         while len(done) < len(study.runs) and not stop():
-            study.refresh()
-            bar.total = len(study.runs)
-            for run in study.runs:
-                if run.id not in done and run.finished:
-                    done.add(run.id)
-                    took = float(run.summary().get("wall_seconds", 0.0))
-                    seconds.setdefault(pace(run), []).append(took)
-                    bar.update(1)
-                    yield f"finished {label(run)} in {_duration(took)}"
+            newly = [run for run in study.runs if run.id not in done and run.finished]
+            for run in newly:
+                done.add(run.id)
+                took = float(run.summary().get("wall_seconds", 0.0))
+                seconds.setdefault(pace(run), []).append(took)
+                bar.update(1)
+                yield f"finished {label(run)} in {_duration(took)}"
+            if newly:  # the runs to come may depend on it (notebook 07's sweep): list them again
+                study.refresh()
+                bar.total = len(study.runs)
             if seconds:
                 left = time_left([r for r in study.runs if r.id not in done], seconds)
                 bar.set_postfix_str(f"about {_duration(left)} left")

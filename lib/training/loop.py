@@ -136,6 +136,7 @@ def finish(run: Run, summary: dict, started: float, device: torch.device) -> Run
         "kind": kind_of(run.config),
         "wall_seconds": time.perf_counter() - started,
         "device": str(device),
+        "threads": torch.get_num_threads(),  # wall_seconds depends on it (sweep's local jobs)
         "commit": git_commit(),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

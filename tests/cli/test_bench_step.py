@@ -1,7 +1,9 @@
-"""bench step: the parts of a pretraining step add up to the step, in both precisions."""
+"""bench step: the parts of a pretraining step add up to the step, in both precisions, and the
+operator families' shares to the whole."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from aclaudio.cli import bench_step as bench
@@ -21,3 +23,7 @@ def test_the_parts_of_a_step_add_up_to_it(tmp_path):
         assert clips_per_s == pytest.approx(16 / (step["ms"] / 1000), rel=0.02)
         assert rows.loc[rows["part"] == "measure", "share_of_step"].isna().all()
     assert (tmp_path / "step.md").is_file()
+    ops = pd.read_csv(tmp_path / "step-ops.csv")
+    assert list(ops["family"]) == [*bench.OP_FAMILIES, "other"]
+    assert ops["share_of_step"].sum() == pytest.approx(1.0, abs=0.01)
+    assert (ops["share_of_step"] >= 0).all() and ops.loc[0, "share_of_step"] > 0  # convolutions

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shutil
 import warnings
@@ -38,6 +39,8 @@ def test_local_executor_runs_the_grid_once(smoke_data, tmp_path, monkeypatch):
     table = results.load_results(tmp_path)
     assert sorted(table["seed"]) == [0, 1] and set(table["run"]) == {run.id for run in done}
     assert list((tmp_path / "submitit").glob("*_log.out"))  # submitit really ran the jobs
+    shared = max(1, (os.cpu_count() or 1) // 2)  # two jobs share the cores
+    assert [run.summary()["threads"] for run in done] == [shared, shared]
 
     def no_submit(*args, **kwargs):
         raise AssertionError("a finished run was submitted again")

@@ -3,6 +3,7 @@ and the last words, in the library and through `aclaudio progress` beside a trai
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -167,3 +168,18 @@ def test_a_label_tells_apart_the_runs_of_one_cell(study):
         "pretrain, acl alpha 0.3 margin 0.5 reduction mean, seed 0",
         "pretrain, acl alpha 0.3 margin 0.5, 6 steps, seed 0",
     ]
+
+
+def test_the_watcher_lists_the_runs_again_only_when_one_has_finished(study, monkeypatch):
+    """Listing the study's runs fingerprints the dataset for each: seconds of CPU on the
+    built-in cpu set, which polling every 5 s took from the training beside it."""
+    data, store = study
+    watched = progress.StudyRuns.of("smoke", data, store, ("02",))
+    refreshes, polls = [], itertools.count()
+    monkeypatch.setattr(watched, "refresh", lambda: refreshes.append(True))
+    assert list(progress.watch(watched, every=0, stop=lambda: next(polls) >= 5)) == []
+    assert refreshes == []
+    pretrain(random_init(data), runs_dir=store, progress=False)
+    polls = itertools.count()
+    lines = list(progress.watch(watched, every=0, stop=lambda: next(polls) >= 3))
+    assert len(lines) == 1 and refreshes == [True]
