@@ -381,7 +381,7 @@ def where_the_margin_goes(
         for name, rows in sweep.groupby("method", sort=False)
     )
     ratio = angles["positive / negative mean angle"]
-    text = (
+    return (
         "The margins inside the softmax were chosen on the clean subset's balanced accuracy "
         f"(never the test set): {choices}.\n\n"
         "**Self-supervised, each method against NT-Xent:**\n\n"
@@ -392,4 +392,3 @@ def where_the_margin_goes(
         "views of a clip over the mean angle between different clips (lower: views closer "
         "than clips): " + ", ".join(f"{name} {value:.2f}" for name, value in ratio.items()) + "."
     )
-    return text

@@ -345,8 +345,11 @@ def view_angles(angles: dict[str, tuple], margin: float | None = None) -> plt.Fi
                 linewidth=1.2,
                 label=f"margin m = {margin} rad ({np.degrees(margin):.1f} degrees)",
             )
-        ax.set(title=title, xlabel="angle between the two h: radians (degrees on top)")
-        ax.set(ylabel="density")
+        ax.set(
+            title=title,
+            xlabel="angle between the two h: radians (degrees on top)",
+            ylabel="density",
+        )
         ax.secondary_xaxis("top", functions=(np.degrees, np.radians))
     handles, labels = axes[0].get_legend_handles_labels()
     rows = -(-len(labels) // 3)

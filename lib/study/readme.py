@@ -50,6 +50,7 @@ def margin_line(paired: pd.DataFrame) -> str:
     """Notebook 07 in one line: each method minus NT-Xent with its interval over seeds and test
     clips, and which differences both intervals resolve."""
     n = int(paired["n"].min())
+    seeds = f"{n} seed{'s' if n > 1 else ''}"
     differences = []
     for row in paired.to_dict("records"):
         ci = interval(row["seeds_clips_ci"])
@@ -57,13 +58,13 @@ def margin_line(paired: pd.DataFrame) -> str:
         differences.append(f"{row['comparison']} {points(row['mean_difference'])}{bounds}")
     resolved = [r["comparison"] for r in paired.to_dict("records") if r["resolved"]]
     if n < MIN_SEEDS:
-        verdict = f"descriptive with {n} seed{'s' if n > 1 else ''}"
+        verdict = f"descriptive with {seeds}"
     elif resolved:
         verdict = "resolved by both intervals: " + ", ".join(resolved)
     else:
         verdict = "none resolved by both intervals"
     return (
-        f"**Where the margin goes** (notebook 07, {n} seed{'s' if n > 1 else ''}, points, 95 % "
+        f"**Where the margin goes** (notebook 07, {seeds}, points, 95 % "
         f"interval over seeds and test clips): {'; '.join(differences)}; {verdict}."
     )
 
