@@ -252,18 +252,6 @@ def _clip_effect_variance(x: np.ndarray) -> float:
     return max(ms_clips - ms_residual, 0.0) / n_seeds
 
 
-def disagreement_se(correct_a, correct_b) -> float:
-    """Standard error of accuracy(a) - accuracy(b) for two runs scored on the same n clips:
-    sqrt((n10 + n01) / n^2 - (n10 - n01)^2 / n^3), n10 and n01 the clips that only a, or only
-    b, gets right (the paired-proportions variance behind McNemar's test). About sqrt(the
-    share of clips they disagree on / n): not the Wilson interval of either accuracy."""
-    a, b = (np.asarray(x, dtype=bool).ravel() for x in (correct_a, correct_b))
-    if a.shape != b.shape or len(a) == 0:
-        raise ValueError(f"need two equal non-empty 0/1 arrays, got {a.shape}, {b.shape}")
-    n, n10, n01 = len(a), int((a & ~b).sum()), int((~a & b).sum())
-    return math.sqrt(max((n10 + n01) / n**2 - (n10 - n01) ** 2 / n**3, 0.0))
-
-
 def _correctness(correct_a, correct_b) -> tuple[np.ndarray, np.ndarray]:
     """Two equal non-empty (n_seeds, n_clips) arrays of 0/1, or a ValueError."""
     a, b = np.asarray(correct_a), np.asarray(correct_b)

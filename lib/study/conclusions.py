@@ -375,15 +375,18 @@ def where_the_margin_goes(
     fraction) and whether it was `chosen`; paired: each self-supervised method against NT-Xent
     (compare_runs rows); supervised: SupCon and supervised ACL against cross-entropy; angles:
     analysis.angle_summary of one seed's runs, one row per method."""
-    choices = "; ".join(
-        f"{name}: m = {rows.loc[rows['chosen'], 'margin'].iat[0]:g} of "
-        + ", ".join(f"{m:g} ({pct(c)})" for m, c in zip(rows["margin"], rows["clean"], strict=True))
-        for name, rows in sweep.groupby("method", sort=False)
-    )
+    choices = []
+    for name, rows in sweep.groupby("method", sort=False):
+        chosen = rows.loc[rows["chosen"], "margin"].iat[0]
+        scores = zip(rows["margin"], rows["clean"], strict=True)
+        tried = ", ".join(f"{m:g} ({pct(c)})" for m, c in scores)
+        edge = bool(len(rows) > 1 and chosen == rows["margin"].max())
+        largest = " (the largest tried: a larger one might do better)"
+        choices.append(f"{name}: m = {chosen:g} of {tried}" + largest * edge)
     ratio = angles["positive / negative mean angle"]
     return (
         "The margins inside the softmax were chosen on the clean subset's balanced accuracy "
-        f"(never the test set): {choices}.\n\n"
+        f"(never the test set): {'; '.join(choices)}.\n\n"
         "**Self-supervised, each method against NT-Xent:**\n\n"
         + comparisons(paired)
         + "\n\n**Supervised on the noisy subset, against cross-entropy:**\n\n"

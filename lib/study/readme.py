@@ -48,25 +48,32 @@ def readme_headline(results: str | Path) -> str:
 
 def margin_line(paired: pd.DataFrame) -> str:
     """Notebook 07 in one line: each method minus NT-Xent with its interval over seeds and test
-    clips, and which differences both intervals resolve."""
-    n = int(paired["n"].min())
-    seeds = f"{n} seed{'s' if n > 1 else ''}"
+    clips, and which differences both intervals resolve; where the comparisons pair different
+    numbers of seeds, each says its own."""
+    counts = paired["n"].astype(int)
+    mixed = counts.nunique() > 1
     differences = []
     for row in paired.to_dict("records"):
         ci = interval(row["seeds_clips_ci"])
         bounds = f" [{points(ci[0])}, {points(ci[1])}]" if ci else ""
-        differences.append(f"{row['comparison']} {points(row['mean_difference'])}{bounds}")
+        own = f" ({_seeds(row['n'])})" if mixed else ""
+        differences.append(f"{row['comparison']} {points(row['mean_difference'])}{bounds}{own}")
     resolved = [r["comparison"] for r in paired.to_dict("records") if r["resolved"]]
-    if n < MIN_SEEDS:
-        verdict = f"descriptive with {seeds}"
-    elif resolved:
+    seeds = f"{counts.min()} to {_seeds(counts.max())}" if mixed else _seeds(counts.min())
+    if resolved:
         verdict = "resolved by both intervals: " + ", ".join(resolved)
+    elif counts.max() < MIN_SEEDS:
+        verdict = f"descriptive with {seeds}"
     else:
         verdict = "none resolved by both intervals"
     return (
         f"**Where the margin goes** (notebook 07, {seeds}, points, 95 % "
         f"interval over seeds and test clips): {'; '.join(differences)}; {verdict}."
     )
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed{'s' if n > 1 else ''}"
 
 
 def write_readme_headline(readme: str | Path, results: str | Path) -> bool:

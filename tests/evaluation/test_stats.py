@@ -12,7 +12,6 @@ import pytest
 from scipy import integrate, optimize, stats
 
 from aclaudio.evaluation.stats import (
-    disagreement_se,
     paired_difference,
     percent,
     points,
@@ -321,14 +320,6 @@ def test_the_seeds_and_clips_interval_covers_without_a_seed_effect(n_seeds):
         low, high = seed_clip_interval(*study(rng, n_seeds, 1.35, 1.0, 0.0))["ci"]
         hits += low <= truth <= high
     assert 0.92 <= hits / COVERAGE_REPS <= 0.985, hits / COVERAGE_REPS
-
-
-def test_disagreement_se_is_the_sd_of_the_paired_differences():
-    rng = np.random.default_rng(6)
-    a, b = rng.random(400) < 0.7, rng.random(400) < 0.65
-    difference = a.astype(float) - b  # -1, 0 or 1 per clip
-    assert disagreement_se(a, b) == pytest.approx(difference.std() / math.sqrt(400))
-    assert disagreement_se(a, a) == 0.0
 
 
 @pytest.mark.parametrize(

@@ -270,7 +270,7 @@ def test_embeddings_describes_two_runs_without_a_direction():
 def test_the_committed_pages_hold_no_warning():
     """results/cpu/report/ as committed: no warning of any kind on the study's pages."""
     pages = sorted((REPO / "results" / "cpu" / "report").glob("*.html"))
-    assert len(pages) == 8
+    assert len(pages) == 9  # the index and notebooks 00 to 07
     for page in pages:
         assert "Warning:" not in page.read_text(), page.name
 
@@ -289,6 +289,17 @@ def test_notebook_07_in_one_line_gives_each_interval_and_what_both_resolve():
     )
     two = pd.DataFrame([comparison("ACL - NT-Xent", 0.01, [0.005, 0.015], [0.002, 0.018], n=2)])
     assert readme.margin_line(two).endswith("; descriptive with 2 seeds.")
+    mixed = pd.DataFrame(  # notebook 02's NT-Xent and ACL at 5 seeds, a new method at 3
+        [
+            comparison("ACL - NT-Xent", -0.015, [-0.041, 0.011], [-0.043, 0.013], n=5),
+            comparison("VICReg - NT-Xent", -0.082, [-0.15, -0.01], [-0.16, -0.004], n=3),
+        ]
+    )
+    assert readme.margin_line(mixed) == (
+        "**Where the margin goes** (notebook 07, 3 to 5 seeds, points, 95 % interval over seeds "
+        "and test clips): ACL - NT-Xent -1.5 [-4.3, +1.3] (5 seeds); VICReg - NT-Xent -8.2 "
+        "[-16.0, -0.4] (3 seeds); resolved by both intervals: VICReg - NT-Xent."
+    )
 
 
 def test_where_the_margin_goes_names_the_choice_the_verdicts_and_the_angles():
@@ -308,7 +319,8 @@ def test_where_the_margin_goes_names_the_choice_the_verdicts_and_the_angles():
         {"positive / negative mean angle": [0.31, 0.254]}, index=["NT-Xent", "VICReg"]
     )
     text = conclusions.where_the_margin_goes(sweep, paired, supervised, angles)
-    assert "ArcFace NT-Xent: m = 0.4 of 0.1 (70.0 %), 0.4 (72.5 %)" in text
+    assert "ArcFace NT-Xent: m = 0.4 of 0.1 (70.0 %), 0.4 (72.5 %) (the largest tried" in text
     assert "CosFace NT-Xent: m = 0.1 of 0.1 (71.0 %), 0.4 (69.0 %)" in text
+    assert text.count("the largest tried: a larger one might do better") == 1  # ArcFace's
     assert paired["verdict"][0] in text and "With 2 seeds these differences are descriptive" in text
     assert text.endswith("NT-Xent 0.31, VICReg 0.25.")
