@@ -75,11 +75,15 @@ def verdict(
         sentence += f" ({confidence * 100:g} % interval {bounds}"
         sentence += f"; one of {n_comparisons} comparisons)" if n_comparisons > 1 else ")"
     if n_seeds < MIN_SEEDS:
-        plural = "s" if n_seeds > 1 else ""
-        return f"descriptive ({n_seeds} seed{plural}): {sentence}" + (
+        return f"descriptive ({seeds(n_seeds)}): {sentence}" + (
             "" if low is not None else ", no interval"
         )
     return sentence if resolved([low, high], n_seeds) else f"no resolvable difference: {sentence}"
+
+
+def seeds(n: int) -> str:
+    """A count of seeds in words, the one wording the study uses: 1 -> "1 seed", 3 -> "3 seeds"."""
+    return f"{n} seed{'s' if n != 1 else ''}"
 
 
 def points(x: float) -> str:

@@ -15,7 +15,7 @@ import pandas as pd
 from IPython.display import Markdown
 
 from aclaudio.evaluation import stats
-from aclaudio.evaluation.stats import MIN_SEEDS, points, resolved
+from aclaudio.evaluation.stats import MIN_SEEDS, points, resolved, seeds
 from aclaudio.study.compare import compare_paired
 
 #: The paper's NT-Xent loss on its toy example (both arrangements, tau = 0.07).
@@ -75,9 +75,8 @@ def how_sure(paired: pd.DataFrame) -> str:
     records = paired.to_dict("records")
     n_seeds = int(paired["n"].min())
     if n_seeds < MIN_SEEDS:
-        plural = "s" if n_seeds > 1 else ""
         return (
-            f"With {n_seeds} seed{plural} these differences are descriptive: they show "
+            f"With {seeds(n_seeds)} these differences are descriptive: they show "
             f"directions, not resolved differences (a verdict needs {MIN_SEEDS} seeds or more)."
         )
     both = [r["comparison"] for r in records if r["resolved"]]
@@ -110,9 +109,7 @@ def pretraining(mean: pd.Series, paired: pd.DataFrame) -> str:
     """Notebook 02: mean accuracy per method, then the comparisons (see `comparisons`)."""
     means = ", ".join(f"{name} {pct(value)}" for name, value in mean.items())
     n = int(paired["n"].max())
-    return f"Mean test accuracy over {n} seed{'s' if n > 1 else ''}: {means}.\n\n" + comparisons(
-        paired
-    )
+    return f"Mean test accuracy over {seeds(n)}: {means}.\n\n" + comparisons(paired)
 
 
 def data(
@@ -202,9 +199,8 @@ def supervised(table: pd.DataFrame) -> str:
     text = "Supervised ACL against cross-entropy, by training subset and alpha:\n\n"
     text += "\n".join(lines) + "\n\n"
     if n_seeds < MIN_SEEDS:
-        plural = "s" if n_seeds > 1 else ""
         text += (
-            f"{n_seeds} seed{plural} per cell, paired by seed: these differences are descriptive, "
+            f"{seeds(n_seeds)} per cell, paired by seed: these differences are descriptive, "
             f"directions without a verdict (a verdict needs {MIN_SEEDS} seeds or more)."
         )
     else:
@@ -241,7 +237,7 @@ def ablation(
     (alpha, margin) cell, analysis.margin_geometry's columns averaged over seeds."""
     stacked = diff.stack()
     (lo_a, lo_m), (hi_a, hi_m) = stacked.idxmin(), stacked.idxmax()
-    label = f"{n_seeds} seed{'s' if n_seeds > 1 else ''} a cell"
+    label = f"{seeds(n_seeds)} a cell"
     if n_seeds < MIN_SEEDS:
         label += ": descriptive, directions without verdicts"
     text = (
@@ -325,8 +321,7 @@ def paper_agreement(ours: pd.DataFrame, paper: pd.Series, *, what: str) -> str:
     n_seeds = int(ours.loc[shared, "seeds"].min()) if len(shared) else 0
     if n_seeds < MIN_SEEDS:
         return text + (
-            f"; with {n_seeds} seed{'s' if n_seeds != 1 else ''} a cell these are descriptive, "
-            "directions without verdicts."
+            f"; with {seeds(n_seeds)} a cell these are descriptive, directions without verdicts."
         )
     n_resolved = int(ours.loc[shared, "resolved"].sum())
     return text + f"; our intervals exclude 0 in {n_resolved} of them."
@@ -346,7 +341,7 @@ def paper_reading(headline: dict, paper: dict, *agreements: str) -> str:
     se = np.sqrt(paper["disagreement"] / paper["clips"])
     lines = [
         f"ACL (alpha {alpha:g}, m 0.5) against NT-Xent, patch-weighted accuracy as the paper's "
-        f"self-supervised table, paired over {n} seed{'s' if n > 1 else ''}: over seeds, "
+        f"self-supervised table, paired over {seeds(n)}: over seeds, "
         f"{headline['verdict']}; over seeds and test clips, {headline['seeds_clips_verdict']}.",
         f"The paper: {pct(paper['acl'])} against {pct(paper['nt_xent'])} "
         f"({points(difference)} points), one run each on {paper['clips']} clips. Its test set "
@@ -380,9 +375,9 @@ def where_the_margin_goes(
         chosen = rows.loc[rows["chosen"], "margin"].iat[0]
         scores = zip(rows["margin"], rows["clean"], strict=True)
         tried = ", ".join(f"{m:g} ({pct(c)})" for m, c in scores)
-        edge = bool(len(rows) > 1 and chosen == rows["margin"].max())
-        largest = " (the largest tried: a larger one might do better)"
-        choices.append(f"{name}: m = {chosen:g} of {tried}" + largest * edge)
+        edge = len(rows) > 1 and chosen == rows["margin"].max()
+        largest = " (the largest tried: a larger one might do better)" if edge else ""
+        choices.append(f"{name}: m = {chosen:g} of {tried}{largest}")
     ratio = angles["positive / negative mean angle"]
     return (
         "The margins inside the softmax were chosen on the clean subset's balanced accuracy "

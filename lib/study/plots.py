@@ -17,7 +17,7 @@ import seaborn as sns
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import PercentFormatter
 
-from aclaudio.evaluation.stats import MIN_SEEDS
+from aclaudio.evaluation.stats import MIN_SEEDS, seeds
 
 #: Colours by method. Cross-entropy shares NT-Xent's blue (the loss without an angular term),
 #: supervised ACL shares ACL's red.
@@ -109,8 +109,7 @@ def paired_seeds(table: pd.DataFrame, methods: list[str], paired: pd.DataFrame) 
     right.set_yticks(range(len(paired)), paired["comparison"])
     right.invert_yaxis()
     n_seeds = int(paired["n"].min())
-    plural = "s" if n_seeds > 1 else ""
-    descriptive = f" (descriptive: {n_seeds} seed{plural})" if n_seeds < MIN_SEEDS else ""
+    descriptive = f" (descriptive: {seeds(n_seeds)})" if n_seeds < MIN_SEEDS else ""
     right.set(title="Paired differences" + descriptive, xlabel="difference (points)")
     percent_axis(right, "x", points=True)
     legend_outside(right)
@@ -286,7 +285,7 @@ def difference_heatmap(
     descriptive = n_seeds < MIN_SEEDS
     label = "ACL - NT-Xent (points)"
     if descriptive:  # on a second line, so that the bar's label stays as tall as the map
-        label += f"\n(*) descriptive: {n_seeds} seed{'s' if n_seeds > 1 else ''} a cell"
+        label += f"\n(*) descriptive: {seeds(n_seeds)} a cell"
     annotations = diff.map(lambda v: "" if pd.isna(v) else f"{v:+.1f}" + ("*" * descriptive))
     sns.heatmap(
         diff,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from aclaudio.evaluation.stats import MIN_SEEDS, points
+from aclaudio.evaluation.stats import MIN_SEEDS, points, seeds
 from aclaudio.study import artifacts
 from aclaudio.study.conclusions import how_sure, interval, markdown_table
 
@@ -56,24 +56,20 @@ def margin_line(paired: pd.DataFrame) -> str:
     for row in paired.to_dict("records"):
         ci = interval(row["seeds_clips_ci"])
         bounds = f" [{points(ci[0])}, {points(ci[1])}]" if ci else ""
-        own = f" ({_seeds(row['n'])})" if mixed else ""
+        own = f" ({seeds(row['n'])})" if mixed else ""
         differences.append(f"{row['comparison']} {points(row['mean_difference'])}{bounds}{own}")
     resolved = [r["comparison"] for r in paired.to_dict("records") if r["resolved"]]
-    seeds = f"{counts.min()} to {_seeds(counts.max())}" if mixed else _seeds(counts.min())
+    how_many = f"{counts.min()} to {seeds(counts.max())}" if mixed else seeds(counts.min())
     if resolved:
         verdict = "resolved by both intervals: " + ", ".join(resolved)
     elif counts.max() < MIN_SEEDS:
-        verdict = f"descriptive with {seeds}"
+        verdict = f"descriptive with {how_many}"
     else:
         verdict = "none resolved by both intervals"
     return (
-        f"**Where the margin goes** (notebook 07, {seeds}, points, 95 % "
+        f"**Where the margin goes** (notebook 07, {how_many}, points, 95 % "
         f"interval over seeds and test clips): {'; '.join(differences)}; {verdict}."
     )
-
-
-def _seeds(n: int) -> str:
-    return f"{n} seed{'s' if n > 1 else ''}"
 
 
 def write_readme_headline(readme: str | Path, results: str | Path) -> bool:
